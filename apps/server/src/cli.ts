@@ -1,0 +1,31 @@
+import packageJson from '../package.json' with { type: 'json' };
+import { parseServeArgs, usage, UsageError } from './args';
+import { serve } from './serve';
+
+async function main(argv: readonly string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === '--help' || command === '-h' || rest.includes('--help')) {
+    console.log(usage);
+    return;
+  }
+  if (command !== 'serve') throw new UsageError(`unknown command ${JSON.stringify(command)}\n\n${usage}`);
+  const running = await serve(parseServeArgs(rest), packageJson.version, (line) => console.log(line));
+  const stop = (signal: string) => {
+    console.log(`${signal}: closing the server`);
+    running.server.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.once('SIGINT', () => stop('SIGINT'));
+  process.once('SIGTERM', () => stop('SIGTERM'));
+}
+
+main(process.argv.slice(2)).catch((error: unknown) => {
+  if (error instanceof UsageError) {
+    console.error(`pagoda: ${error.message}`);
+    process.exit(2);
+  }
+  console.error(`pagoda: ${error instanceof Error ? error.message : String(error)}`);
+  process.exit(1);
+});

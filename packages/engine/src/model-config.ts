@@ -1,0 +1,165 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ModelConfigError } from './errors';
+
+/** The architectures (config.json `architectures[0]`) the engine runs, and the family each belongs to. */
+const supportedArchitectures = {
+  LlamaForCausalLM: 'llama',
+  MistralForCausalLM: 'llama',
+  Qwen2ForCausalLM: 'qwen2',
+  Qwen3ForCausalLM: 'qwen3',
+} as const;
+
+export type ModelFamily = (typeof supportedArchitectures)[keyof typeof supportedArchitectures];
+
+/** What the engine needs from a Hugging Face config.json, with every default filled in. */
+export interface ModelConfig {
+  architecture: keyof typeof supportedArchitectures;
+  family: ModelFamily;
+  vocabSize: number;
+  hiddenSize: number;
+  intermediateSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  rmsNormEps: number;
+  maxPositionEmbeddings: number;
+  tieWordEmbeddings: boolean;
+  /** q/k/v projections carry biases (Qwen2, or Llama's `attention_bias`). */
+  attentionBias: boolean;
+  /** Per-head RMSNorm on queries and keys (Qwen3). */
+  qkNorm: boolean;
+  /** The sliding attention window in tokens, or undefined for full attention. */
+  slidingWindow: number | undefined;
+  /** `rope_theta` and `rope_scaling`, or the newer `rope_parameters`, as written in the file. */
+  ropeTheta: number;
+  ropeScaling: Readonly<Record<string, unknown>> | undefined;
+  bosTokenId: number | undefined;
+  eosTokenIds: readonly number[];
+  /** The dtype the weights are stored in (`torch_dtype` or `dtype`), if the file says. */
+  dtype: string | undefined;
+}
+
+/** Reads `config.json` from a checkpoint folder. */
+export async function loadModelConfig(modelDir: string): Promise<ModelConfig> {
+  const file = join(modelDir, 'config.json');
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new ModelConfigError(file, 'cannot read the checkpoint config', { cause: error });
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    throw new ModelConfigError(file, `is not valid JSON (${(error as Error).message})`, { cause: error });
+  }
+  return parseModelConfig(raw, file);
+}
+
+/** Normalizes a parsed config.json; `file` names it in errors. */
+export function parseModelConfig(raw: unknown, file = 'config.json'): ModelConfig {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new ModelConfigError(file, 'must hold a JSON object');
+  }
+  const config = raw as Record<string, unknown>;
+  const architectures = config.architectures;
+  const architecture = Array.isArray(architectures) ? architectures[0] : undefined;
+  if (typeof architecture !== 'string' || !(architecture in supportedArchitectures)) {
+    throw new ModelConfigError(
+      file,
+      `unsupported architecture ${JSON.stringify(architecture ?? null)}; supported: ${Object.keys(supportedArchitectures).join(', ')}`,
+      { field: 'architectures' },
+    );
+  }
+  const supported = architecture as keyof typeof supportedArchitectures;
+  const family = supportedArchitectures[supported];
+
+  const integer = (field: string, fallback?: number): number => {
+    const value = config[field] ?? fallback;
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
+      throw new ModelConfigError(file, `${field} must be a positive integer, got ${JSON.stringify(value ?? null)}`, {
+        field,
+      });
+    }
+    return value;
+  };
+  const number = (field: string, fallback: number): number => {
+    const value = config[field] ?? fallback;
+    if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+      throw new ModelConfigError(file, `${field} must be a positive number, got ${JSON.stringify(value)}`, { field });
+    }
+    return value;
+  };
+
+  const hiddenSize = integer('hidden_size');
+  const numHeads = integer('num_attention_heads');
+  const numKvHeads = integer('num_key_value_heads', numHeads);
+  if (numHeads % numKvHeads !== 0) {
+    throw new ModelConfigError(
+      file,
+      `num_attention_heads (${numHeads}) must be a multiple of num_key_value_heads (${numKvHeads})`,
+      { field: 'num_key_value_heads' },
+    );
+  }
+  const headDimFallback = hiddenSize % numHeads === 0 ? hiddenSize / numHeads : undefined;
+  const headDim = integer('head_dim', headDimFallback);
+
+  const ropeParameters = asRecord(config.rope_parameters);
+  const ropeScaling = asRecord(config.rope_scaling) ?? withoutTheta(ropeParameters);
+  const ropeTheta =
+    typeof config.rope_theta === 'number'
+      ? config.rope_theta
+      : typeof ropeParameters?.rope_theta === 'number'
+        ? ropeParameters.rope_theta
+        : 10000;
+
+  const useSlidingWindow = config.use_sliding_window !== false;
+  const slidingWindowValue = config.sliding_window;
+  const slidingWindow =
+    useSlidingWindow && typeof slidingWindowValue === 'number' && slidingWindowValue > 0 ? slidingWindowValue : undefined;
+
+  const eos = config.eos_token_id;
+  const eosTokenIds = typeof eos === 'number' ? [eos] : Array.isArray(eos) ? eos.filter(isInteger) : [];
+
+  return {
+    architecture: supported,
+    family,
+    vocabSize: integer('vocab_size'),
+    hiddenSize,
+    intermediateSize: integer('intermediate_size'),
+    numLayers: integer('num_hidden_layers'),
+    numHeads,
+    numKvHeads,
+    headDim,
+    rmsNormEps: number('rms_norm_eps', 1e-6),
+    maxPositionEmbeddings: integer('max_position_embeddings', 2048),
+    tieWordEmbeddings: config.tie_word_embeddings === true,
+    attentionBias: family === 'qwen2' || config.attention_bias === true,
+    qkNorm: family === 'qwen3',
+    slidingWindow,
+    ropeTheta,
+    ropeScaling,
+    bosTokenId: isInteger(config.bos_token_id) ? config.bos_token_id : undefined,
+    eosTokenIds,
+    dtype: typeof config.torch_dtype === 'string' ? config.torch_dtype : typeof config.dtype === 'string' ? config.dtype : undefined,
+  };
+}
+
+function asRecord(value: unknown): Record<string, unknown> | undefined {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+    ? (value as Record<string, unknown>)
+    : undefined;
+}
+
+function withoutTheta(parameters: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
+  if (parameters === undefined) return undefined;
+  const { rope_theta: _theta, ...rest } = parameters;
+  return rest.rope_type === undefined || rest.rope_type === 'default' ? undefined : rest;
+}
+
+function isInteger(value: unknown): value is number {
+  return typeof value === 'number' && Number.isInteger(value);
+}

@@ -1,0 +1,3 @@
+import { pagodaProject } from '@pagoda/vitest-config';
+
+export default pagodaProject();

@@ -1,0 +1,2 @@
+export { partitionLayers, PartitionError, shardRange } from './partition';
+export type { Range } from './partition';

@@ -1,0 +1,3 @@
+import config from '@pagoda/eslint-config';
+
+export default config;

@@ -1,0 +1,1 @@
+export { logSoftmax, logSumExpOf, softmax } from './softmax';
