@@ -1,2 +1,11 @@
+export { hashBlockTokens, updateBlockHashes } from './block-hash';
+export type { BlockHash, HashableRequest } from './block-hash';
+export { BlockPool, FreeBlockQueue, KVCacheBlock } from './block-pool';
+export type { KVCacheEvent } from './block-pool';
+export { KvCacheCapacityError, KvCacheError } from './errors';
+export { KVCacheManager } from './kv-cache-manager';
+export type { ComputedBlocks, KVCacheManagerOptions, KVCacheRequest, PrefixCacheStats } from './kv-cache-manager';
 export { kvCacheBytesPerBlock, kvCacheBytesPerToken } from './kv-cache-size';
 export type { KvCacheShape } from './kv-cache-size';
+export { formatBytes, parseMemorySize, planKvCache } from './plan-kv-cache';
+export type { KvCachePlan, PlanKvCacheOptions } from './plan-kv-cache';

@@ -7,9 +7,12 @@ export interface KvCacheShape {
   dtypeBytes: number;
 }
 
+const shapeFields = ['numLayers', 'numKvHeads', 'headDim', 'dtypeBytes'] as const;
+
 /** Bytes one token occupies across all layers: a key and a value vector per KV head per layer. */
 export function kvCacheBytesPerToken(shape: KvCacheShape): number {
-  for (const [name, value] of Object.entries(shape)) {
+  for (const name of shapeFields) {
+    const value = shape[name];
     if (!Number.isInteger(value) || value < 1) {
       throw new RangeError(`${name} must be a positive integer, got ${String(value)}`);
     }
