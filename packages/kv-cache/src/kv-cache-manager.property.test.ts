@@ -36,6 +36,7 @@ function run(operations: Operation[]): void {
   let nextId = 0;
 
   const record = (request: TestRequest) => {
+    manager.cacheBlocks(request); // the step computed the request's new tokens
     manager.getBlocks(request.requestId).forEach((block, index) => {
       written.set(block.blockId, request.tokenIds.slice(index * blockSize, Math.min((index + 1) * blockSize, request.numComputedTokens)));
     });

@@ -10,7 +10,10 @@ const newManager = (numBlocks = 16, options: { enablePrefixCaching?: boolean; en
 function admit(manager: KVCacheManager, request: TestRequest) {
   const hit = manager.getComputedBlocks(request);
   const newBlocks = manager.allocateSlots(request, request.tokenIds.length - hit.numComputedTokens, { newComputedBlocks: hit });
-  if (newBlocks !== null) request.numComputedTokens = request.tokenIds.length;
+  if (newBlocks !== null) {
+    request.numComputedTokens = request.tokenIds.length; // the step ran: the prompt's keys and values are written
+    manager.cacheBlocks(request);
+  }
   return { hit, newBlocks };
 }
 
@@ -76,6 +79,25 @@ describe('KVCacheManager', () => {
     expect(manager.getComputedBlocks(makeRequest('probe', range(64))).numComputedTokens).toBe(48);
   });
 
+  it('caches only computed blocks: a block still being written is not findable', () => {
+    const manager = newManager();
+    const first = makeRequest('first', range(40));
+    manager.allocateSlots(first, 40); // scheduled, not yet computed
+    expect(manager.getComputedBlocks(makeRequest('probe', range(40))).numComputedTokens).toBe(0);
+    first.numComputedTokens = 40;
+    manager.cacheBlocks(first);
+    expect(manager.getComputedBlocks(makeRequest('probe', range(40))).numComputedTokens).toBe(32);
+  });
+
+  it('caches a request’s computed blocks when it is freed', () => {
+    const manager = newManager();
+    const first = makeRequest('first', range(40));
+    manager.allocateSlots(first, 40);
+    first.numComputedTokens = 40;
+    manager.free(first);
+    expect(manager.getComputedBlocks(makeRequest('probe', range(40))).numComputedTokens).toBe(32);
+  });
+
   it('returns null, changing nothing, when the blocks do not fit', () => {
     const manager = newManager(4);
     admit(manager, makeRequest('big', range(48)));
@@ -126,6 +148,7 @@ describe('KVCacheManager', () => {
     admit(manager, first);
     first.tokenIds.push(99);
     manager.allocateSlots(first, 1);
+    first.numComputedTokens += 1;
     manager.free(first);
     admit(manager, makeRequest('second', range(32, 1000)));
     expect(manager.takeEvents().map((event) => event.type)).toEqual(['block-stored', 'block-removed', 'block-stored']);

@@ -17,7 +17,10 @@ export interface ComputedBlocks {
   readonly numComputedTokens: number;
 }
 
-/** Cumulative prefix-cache counters, in tokens (as vLLM's `prefix_cache_queries` / `prefix_cache_hits`). */
+/**
+ * Cumulative prefix-cache counters, in tokens (as vLLM's `prefix_cache_queries` / `prefix_cache_hits`). A query is
+ * counted when a request is admitted: `allocateSlots` succeeds with the `newComputedBlocks` of its lookup.
+ */
 export interface PrefixCacheStats {
   requests: number;
   queries: number;
@@ -52,8 +55,8 @@ export class KVCacheManager {
   readonly maxModelLen: number;
   readonly enablePrefixCaching: boolean;
   readonly blockPool: BlockPool;
-  private readonly requestBlocks = new Map<string, KVCacheBlock[]>();
-  private readonly numCachedBlocks = new Map<string, number>();
+  /** Per request: its blocks in token order, and how many of the leading ones are cached (findable). */
+  private readonly requestStates = new Map<string, { blocks: KVCacheBlock[]; numCachedBlocks: number }>();
   private readonly stats: PrefixCacheStats = { requests: 0, queries: 0, hits: 0 };
 
   constructor(options: KVCacheManagerOptions) {
@@ -99,18 +102,14 @@ export class KVCacheManager {
       if (block === undefined) break;
       blocks.push(block);
     }
-    const numComputedTokens = blocks.length * this.blockSize;
-    this.stats.requests += 1;
-    this.stats.queries += numTokens;
-    this.stats.hits += numComputedTokens;
-    return blocks.length === 0 ? noHit : { blocks, numComputedTokens };
+    return blocks.length === 0 ? noHit : { blocks, numComputedTokens: blocks.length * this.blockSize };
   }
 
   /**
    * Makes room for `numNewTokens` more tokens of a request (after `request.numComputedTokens` and any prefix hit),
    * plus `numLookaheadTokens`. Returns the newly allocated blocks (often none: a decode step mostly writes into
    * the last block), or `null` when they don't fit; then nothing changed, and the caller may preempt and retry.
-   * Full blocks among the request's blocks become findable by their hashes.
+   * Full blocks of the tokens computed before this call become findable by their hashes (see `cacheBlocks`).
    */
   allocateSlots(
     request: KVCacheRequest,
@@ -122,9 +121,8 @@ export class KVCacheManager {
     }
     const hit = options?.newComputedBlocks ?? noHit;
     const lookahead = options?.numLookaheadTokens ?? 0;
-    const blockSize = this.blockSize;
-    let blocks = this.requestBlocks.get(request.requestId);
-    if (blocks !== undefined && hit.blocks.length > 0) {
+    let state = this.requestStates.get(request.requestId);
+    if (state !== undefined && hit.blocks.length > 0) {
       throw new KvCacheError(
         'prefix_hit_on_running_request',
         `request ${request.requestId} already holds blocks; prefix hits apply only when it is admitted`,
@@ -133,53 +131,68 @@ export class KVCacheManager {
 
     const numComputedTokens = request.numComputedTokens + hit.numComputedTokens;
     const numTokensNeedingSlots = Math.min(numComputedTokens + numNewTokens + lookahead, this.maxModelLen);
-    const numHeldBlocks = (blocks?.length ?? 0) + hit.blocks.length;
-    const numBlocksToAllocate = Math.max(0, Math.ceil(numTokensNeedingSlots / blockSize) - numHeldBlocks);
+    const numHeldBlocks = (state?.blocks.length ?? 0) + hit.blocks.length;
+    const numBlocksToAllocate = Math.max(0, Math.ceil(numTokensNeedingSlots / this.blockSize) - numHeldBlocks);
     let numHitBlocksLeavingFreeQueue = 0;
     for (const block of hit.blocks) if (block.refCount === 0) numHitBlocksLeavingFreeQueue += 1;
     if (numBlocksToAllocate + numHitBlocksLeavingFreeQueue > this.blockPool.numFreeBlocks) return null;
 
-    if (blocks === undefined) {
-      blocks = [];
-      this.requestBlocks.set(request.requestId, blocks);
-      this.numCachedBlocks.set(request.requestId, hit.blocks.length);
+    if (state === undefined) {
+      state = { blocks: [], numCachedBlocks: hit.blocks.length };
+      this.requestStates.set(request.requestId, state);
       if (hit.blocks.length > 0) {
         this.blockPool.touch(hit.blocks);
-        for (const block of hit.blocks) blocks.push(block);
+        for (const block of hit.blocks) state.blocks.push(block);
       }
     }
     const newBlocks = numBlocksToAllocate === 0 ? noBlocks : this.blockPool.getNewBlocks(numBlocksToAllocate);
-    for (const block of newBlocks) blocks.push(block);
+    for (const block of newBlocks) state.blocks.push(block);
 
-    if (this.enablePrefixCaching) {
-      updateBlockHashes(request, blockSize);
-      const numFullBlocks = Math.min(
-        Math.floor((numComputedTokens + numNewTokens) / blockSize),
-        request.blockHashes.length,
-        blocks.length,
-      );
-      const numCached = this.numCachedBlocks.get(request.requestId)!;
-      if (numFullBlocks > numCached) {
-        this.blockPool.cacheFullBlocks(blocks, request.blockHashes, numCached, numFullBlocks, blockSize);
-        this.numCachedBlocks.set(request.requestId, numFullBlocks);
-      }
+    if (options?.newComputedBlocks !== undefined && this.enablePrefixCaching && request.skipPrefixCache !== true) {
+      // One query per admitted request: a lookup retried while the request waits for room is not counted again.
+      this.stats.requests += 1;
+      this.stats.queries += request.tokenIds.length;
+      this.stats.hits += hit.numComputedTokens;
     }
+    this.cacheBlocks(request, numComputedTokens);
     return newBlocks;
   }
 
-  /** Releases a request's blocks, tail first, so its tail is evicted before its (more shareable) head. */
+  /**
+   * Makes the request's full blocks among its first `numComputedTokens` tokens findable by prefix lookups. Only
+   * computed tokens are cached: a block whose keys and values are still being written must not be handed to
+   * another request (a runner that writes the cache after its forward pass would give it stale slots). The
+   * manager calls this itself on `allocateSlots` and `free`; a scheduler calls it after each step so that the
+   * step's blocks are findable at once.
+   */
+  cacheBlocks(request: KVCacheRequest, numComputedTokens: number = request.numComputedTokens): void {
+    if (!this.enablePrefixCaching) return;
+    const state = this.requestStates.get(request.requestId);
+    if (state === undefined || (state.numCachedBlocks + 1) * this.blockSize > numComputedTokens) return;
+    updateBlockHashes(request, this.blockSize);
+    const numFullBlocks = Math.min(Math.floor(numComputedTokens / this.blockSize), request.blockHashes.length, state.blocks.length);
+    if (numFullBlocks > state.numCachedBlocks) {
+      this.blockPool.cacheFullBlocks(state.blocks, request.blockHashes, state.numCachedBlocks, numFullBlocks, this.blockSize);
+      state.numCachedBlocks = numFullBlocks;
+    }
+  }
+
+  /**
+   * Releases a request's blocks, tail first, so its tail is evicted before its (more shareable) head. Its
+   * computed full blocks (up to `request.numComputedTokens`) are cached first, so they stay findable.
+   */
   free(request: KVCacheRequest | string): void {
     const requestId = typeof request === 'string' ? request : request.requestId;
-    const blocks = this.requestBlocks.get(requestId);
-    if (blocks === undefined) return;
-    this.requestBlocks.delete(requestId);
-    this.numCachedBlocks.delete(requestId);
-    this.blockPool.freeBlocks(blocks.reverse());
+    const state = this.requestStates.get(requestId);
+    if (state === undefined) return;
+    if (typeof request !== 'string') this.cacheBlocks(request);
+    this.requestStates.delete(requestId);
+    this.blockPool.freeBlocks(state.blocks.reverse());
   }
 
   /** The blocks a request holds, in token order (its block table). */
   getBlocks(requestId: string): readonly KVCacheBlock[] {
-    return this.requestBlocks.get(requestId) ?? noBlocks;
+    return this.requestStates.get(requestId)?.blocks ?? noBlocks;
   }
 
   /** The ids of the blocks a request holds, in token order. */
@@ -189,7 +202,7 @@ export class KVCacheManager {
 
   /** The number of requests holding blocks. */
   get numRequests(): number {
-    return this.requestBlocks.size;
+    return this.requestStates.size;
   }
 
   /** Forgets all cached prefixes; only while no request holds blocks. Returns whether it happened. */

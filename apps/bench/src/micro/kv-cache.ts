@@ -58,6 +58,8 @@ export default async function kvCacheBenchmark(args: string[]): Promise<object> 
   const prefixTokens = Array.from({ length: 4097 }, (_, position) => 7_000_000 + position);
   const owner = makeRequest('owner', [...prefixTokens]);
   manager.allocateSlots(owner, owner.tokenIds.length);
+  owner.numComputedTokens = owner.tokenIds.length; // the prefill step ran
+  manager.cacheBlocks(owner);
   const probe = makeRequest('probe', [...prefixTokens]);
   updateBlockHashes(probe, blockSize);
   let hitTokens = 0;
