@@ -1,0 +1,141 @@
+import { Template } from '@huggingface/jinja';
+import { Tokenizer } from '@huggingface/tokenizers';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PagodaEngineError } from '../errors';
+
+/** One chat message, as OpenAI's API and Hugging Face chat templates take it. */
+export interface ChatMessage {
+  role: string;
+  content: string | null | Array<{ type: string; text?: string }>;
+  name?: string;
+  [key: string]: unknown;
+}
+
+export interface ChatTemplateOptions {
+  /** Append the assistant turn's opening so the model answers (default true). */
+  addGenerationPrompt?: boolean;
+  /** Extra variables for the template, such as `enable_thinking`. */
+  templateKwargs?: Record<string, unknown>;
+  tools?: unknown[];
+  /** A template to use instead of the checkpoint's. */
+  chatTemplate?: string;
+}
+
+/** The text-side contract of a checkpoint's tokenizer, as the engine uses it. */
+export class TextTokenizer {
+  private readonly chatTemplates: ReadonlyMap<string, string>;
+  private compiledTemplates = new Map<string, Template>();
+  /** Token ids that decode to nothing when special tokens are skipped. */
+  readonly specialTokenIds: ReadonlySet<number>;
+  readonly bosToken: string | undefined;
+  readonly eosToken: string | undefined;
+  readonly bosTokenId: number | undefined;
+  readonly eosTokenId: number | undefined;
+
+  constructor(
+    readonly tokenizer: Tokenizer,
+    readonly config: Readonly<Record<string, unknown>>,
+  ) {
+    this.chatTemplates = readChatTemplates(config.chat_template);
+    const special = new Set<number>();
+    for (const [id, token] of tokenizer.get_added_tokens_decoder()) if (token.special) special.add(id);
+    this.specialTokenIds = special;
+    this.bosToken = tokenText(config.bos_token);
+    this.eosToken = tokenText(config.eos_token);
+    this.bosTokenId = this.bosToken === undefined ? undefined : tokenizer.token_to_id(this.bosToken);
+    this.eosTokenId = this.eosToken === undefined ? undefined : tokenizer.token_to_id(this.eosToken);
+  }
+
+  /** Loads `tokenizer.json` and `tokenizer_config.json` from a checkpoint folder. */
+  static async load(modelDir: string): Promise<TextTokenizer> {
+    const [tokenizerJson, tokenizerConfig] = await Promise.all([
+      readJson(join(modelDir, 'tokenizer.json'), true),
+      readJson(join(modelDir, 'tokenizer_config.json'), false),
+    ]);
+    const config = (tokenizerConfig ?? {}) as Record<string, unknown>;
+    return new TextTokenizer(new Tokenizer(tokenizerJson!, config), config);
+  }
+
+  /** Token ids of `text`; with special tokens (BOS and the like) as tokenizer.json's post-processor adds them. */
+  encode(text: string, { addSpecialTokens = true }: { addSpecialTokens?: boolean } = {}): number[] {
+    return this.tokenizer.encode(text, { add_special_tokens: addSpecialTokens }).ids;
+  }
+
+  decode(tokenIds: readonly number[], { skipSpecialTokens = true }: { skipSpecialTokens?: boolean } = {}): string {
+    if (tokenIds.length === 0) return '';
+    return this.tokenizer.decode([...tokenIds], { skip_special_tokens: skipSpecialTokens });
+  }
+
+  /** The token's string in the vocabulary (for logprobs), or `undefined` outside it. */
+  idToToken(tokenId: number): string | undefined {
+    return this.tokenizer.id_to_token(tokenId);
+  }
+
+  get hasChatTemplate(): boolean {
+    return this.chatTemplates.size > 0;
+  }
+
+  /** Renders a conversation with the checkpoint's chat template (Jinja, as transformers' `apply_chat_template`). */
+  applyChatTemplate(messages: readonly ChatMessage[], options: ChatTemplateOptions = {}): string {
+    const source = options.chatTemplate ?? this.chatTemplates.get(options.tools?.length ? 'tool_use' : 'default') ?? this.chatTemplates.get('default');
+    if (source === undefined) {
+      throw new PagodaEngineError(
+        'no_chat_template',
+        'this model has no chat template (tokenizer_config.json has no chat_template); use completions, or pass a chat template',
+      );
+    }
+    let template = this.compiledTemplates.get(source);
+    if (template === undefined) {
+      template = new Template(source);
+      this.compiledTemplates.set(source, template);
+    }
+    try {
+      return template.render({
+        ...options.templateKwargs,
+        messages,
+        tools: options.tools,
+        add_generation_prompt: options.addGenerationPrompt ?? true,
+        bos_token: this.bosToken ?? '',
+        eos_token: this.eosToken ?? '',
+      });
+    } catch (error) {
+      if (PagodaEngineError.isInstance(error)) throw error;
+      throw new PagodaEngineError('chat_template_error', `the chat template failed: ${(error as Error).message}`, { cause: error });
+    }
+  }
+}
+
+function readChatTemplates(value: unknown): Map<string, string> {
+  const templates = new Map<string, string>();
+  if (typeof value === 'string') templates.set('default', value);
+  else if (Array.isArray(value)) {
+    for (const entry of value as Array<{ name?: unknown; template?: unknown }>) {
+      if (typeof entry?.name === 'string' && typeof entry.template === 'string') templates.set(entry.name, entry.template);
+    }
+  }
+  return templates;
+}
+
+function tokenText(value: unknown): string | undefined {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'object' && value !== null && typeof (value as { content?: unknown }).content === 'string') {
+    return (value as { content: string }).content;
+  }
+  return undefined;
+}
+
+async function readJson(file: string, required: boolean): Promise<object | undefined> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    if (!required && (error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new PagodaEngineError('tokenizer_missing', `${file}: cannot read the tokenizer file`, { cause: error });
+  }
+  try {
+    return JSON.parse(text) as object;
+  } catch (error) {
+    throw new PagodaEngineError('tokenizer_invalid', `${file}: is not valid JSON`, { cause: error });
+  }
+}
