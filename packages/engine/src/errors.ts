@@ -29,3 +29,58 @@ export class ModelConfigError extends PagodaEngineError {
     this.field = options?.field;
   }
 }
+
+/** Why a checkpoint's weights could not be used; the `code` of a {@link CheckpointError}. */
+export type CheckpointErrorCode =
+  | 'checkpoint_file_missing'
+  | 'checkpoint_file_invalid'
+  | 'checkpoint_file_truncated'
+  | 'checkpoint_tensor_missing'
+  | 'checkpoint_tensor_shape'
+  | 'checkpoint_tensor_dtype';
+
+/** A safetensors file or one of its tensors is missing, malformed or does not fit the config. */
+export class CheckpointError extends PagodaEngineError {
+  declare readonly code: CheckpointErrorCode;
+  readonly file: string;
+  readonly tensor: string | undefined;
+  readonly expectedShape: readonly number[] | undefined;
+  readonly actualShape: readonly number[] | undefined;
+
+  constructor(
+    code: CheckpointErrorCode,
+    file: string,
+    message: string,
+    options?: { tensor?: string; expectedShape?: readonly number[]; actualShape?: readonly number[]; cause?: unknown },
+  ) {
+    const subject = options?.tensor === undefined ? file : `${file}: tensor ${options.tensor}`;
+    super(code, `${subject}: ${message}`, options);
+    this.name = 'CheckpointError';
+    this.file = file;
+    this.tensor = options?.tensor;
+    this.expectedShape = options?.expectedShape;
+    this.actualShape = options?.actualShape;
+  }
+}
+
+/** The batch handed to the model runner breaks its contract (a block table too short, a position out of order). */
+export class ModelInputError extends PagodaEngineError {
+  readonly requestIndex: number | undefined;
+
+  constructor(message: string, options?: { requestIndex?: number }) {
+    super('model_input_invalid', message);
+    this.name = 'ModelInputError';
+    this.requestIndex = options?.requestIndex;
+  }
+}
+
+/** The requested ONNX Runtime execution provider cannot run here; the message says why and what to do. */
+export class ExecutionProviderError extends PagodaEngineError {
+  readonly executionProvider: string;
+
+  constructor(executionProvider: string, message: string, options?: { cause?: unknown }) {
+    super('execution_provider_unavailable', message, options);
+    this.name = 'ExecutionProviderError';
+    this.executionProvider = executionProvider;
+  }
+}

@@ -1,5 +1,47 @@
-export { ModelConfigError, PagodaEngineError } from './errors';
+export {
+  CheckpointError,
+  ExecutionProviderError,
+  ModelConfigError,
+  ModelInputError,
+  PagodaEngineError,
+} from './errors';
+export type { CheckpointErrorCode } from './errors';
+export { checkExecutionProvider, cudaProviderInstalled } from './execution-provider';
+export type { ExecutionProvider } from './execution-provider';
 export { loadModelConfig, parseModelConfig } from './model-config';
-export type { ModelConfig, ModelFamily } from './model-config';
+export type { LayerType, ModelConfig, ModelFamily } from './model-config';
+export { buildModelGraph } from './model-graph';
+export type { ModelGraph } from './model-graph';
+export { ModelRunner } from './model-runner';
+export type {
+  LoadModelOptions,
+  LogitsRows,
+  ModelRunnerOptions,
+  ModelRunnerOutput,
+  ModelRunnerRequest,
+} from './model-runner';
+export { dummyWeights, expectedWeights, loadCheckpointWeights } from './model-weights';
+export type { LoadWeightsOptions } from './model-weights';
+export { weightLoadingProgressBar } from './progress-bar';
+export type { ProgressStream } from './progress-bar';
+export { ropeFrequencies, supportedRopeTypes, writeRopeCosSin } from './rope';
+export type { RopeFrequencies } from './rope';
 export { availableExecutionProviders, onnxRuntimeVersion } from './runtime';
+export { float16ToFloat32, readSafetensorsHeader, readSafetensorsIndex, readSafetensorsTensors } from './safetensors';
+export type { ModelWeights, SafetensorsEntry, WantedTensor, WeightTensor } from './safetensors';
 export { loadTokenizer } from './tokenizer';
+export {
+  IncrementalDetokenizer,
+  loadGenerationConfig,
+  OutputText,
+  parseGenerationConfig,
+  TextTokenizer,
+} from './frontend';
+export type {
+  ChatMessage,
+  ChatTemplateOptions,
+  GenerationConfig,
+  GenerationDefaults,
+  OutputTextOptions,
+  TextDelta,
+} from './frontend';

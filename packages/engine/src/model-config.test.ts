@@ -62,6 +62,35 @@ describe('loadModelConfig', () => {
     expect((error as Error).message).toContain('Qwen3ForCausalLM');
   });
 
+  it('refuses an unknown model_type with a typed error naming the field, even under a supported architecture', () => {
+    const error = (() => {
+      try {
+        return parseModelConfig({ architectures: ['LlamaForCausalLM'], model_type: 'gpt2' }, '/m/config.json');
+      } catch (caught) {
+        return caught;
+      }
+    })();
+    expect(error).toBeInstanceOf(ModelConfigError);
+    expect((error as ModelConfigError).field).toBe('model_type');
+    expect((error as Error).message).toBe('/m/config.json: unsupported model_type "gpt2"; supported: llama, mistral, qwen2, qwen3');
+  });
+
+  it("reads Qwen2's max_window_layers as per-layer types: layers from that index on slide", () => {
+    const config = parseModelConfig({
+      architectures: ['Qwen2ForCausalLM'],
+      vocab_size: 10,
+      hidden_size: 8,
+      intermediate_size: 16,
+      num_hidden_layers: 3,
+      num_attention_heads: 2,
+      use_sliding_window: true,
+      sliding_window: 4,
+      max_window_layers: 2,
+    });
+    expect(config.slidingWindow).toBe(4);
+    expect(config.layerTypes).toEqual(['full_attention', 'full_attention', 'sliding_attention']);
+  });
+
   it('names the malformed field', () => {
     expect(() =>
       parseModelConfig({ architectures: ['Qwen2ForCausalLM'], hidden_size: 'big' }, '/m/config.json'),

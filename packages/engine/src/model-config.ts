@@ -10,6 +10,11 @@ const supportedArchitectures = {
   Qwen3ForCausalLM: 'qwen3',
 } as const;
 
+/** The `model_type` values of the supported architectures; another one is refused even if `architectures` matches. */
+const supportedModelTypes = ['llama', 'mistral', 'qwen2', 'qwen3'] as const;
+
+export type LayerType = 'full_attention' | 'sliding_attention';
+
 export type ModelFamily = (typeof supportedArchitectures)[keyof typeof supportedArchitectures];
 
 /** What the engine needs from a Hugging Face config.json, with every default filled in. */
@@ -32,6 +37,11 @@ export interface ModelConfig {
   qkNorm: boolean;
   /** The sliding attention window in tokens, or undefined for full attention. */
   slidingWindow: number | undefined;
+  /**
+   * Per layer, `full_attention` or `sliding_attention`, when the config says (`layer_types`, or Qwen2/Qwen3's
+   * `max_window_layers`: layers from that index on slide); undefined means every layer uses `slidingWindow`.
+   */
+  layerTypes: readonly LayerType[] | undefined;
   /** `rope_theta` and `rope_scaling`, or the newer `rope_parameters`, as written in the file. */
   ropeTheta: number;
   ropeScaling: Readonly<Record<string, unknown>> | undefined;
@@ -72,6 +82,14 @@ export function parseModelConfig(raw: unknown, file = 'config.json'): ModelConfi
       file,
       `unsupported architecture ${JSON.stringify(architecture ?? null)}; supported: ${Object.keys(supportedArchitectures).join(', ')}`,
       { field: 'architectures' },
+    );
+  }
+  const modelType = config.model_type;
+  if (modelType !== undefined && !(supportedModelTypes as readonly unknown[]).includes(modelType)) {
+    throw new ModelConfigError(
+      file,
+      `unsupported model_type ${JSON.stringify(modelType)}; supported: ${supportedModelTypes.join(', ')}`,
+      { field: 'model_type' },
     );
   }
   const supported = architecture as keyof typeof supportedArchitectures;
@@ -121,6 +139,24 @@ export function parseModelConfig(raw: unknown, file = 'config.json'): ModelConfi
   const slidingWindow =
     useSlidingWindow && typeof slidingWindowValue === 'number' && slidingWindowValue > 0 ? slidingWindowValue : undefined;
 
+  const numLayers = integer('num_hidden_layers');
+  let layerTypes: LayerType[] | undefined;
+  if (Array.isArray(config.layer_types)) {
+    layerTypes = config.layer_types.map((type, layer) => {
+      if (type !== 'full_attention' && type !== 'sliding_attention') {
+        throw new ModelConfigError(file, `layer_types[${layer}] must be full_attention or sliding_attention`, {
+          field: 'layer_types',
+        });
+      }
+      return type;
+    });
+  } else if (slidingWindow !== undefined && family !== 'llama' && typeof config.max_window_layers === 'number') {
+    const maxWindowLayers = config.max_window_layers;
+    layerTypes = Array.from({ length: numLayers }, (_, layer) =>
+      layer >= maxWindowLayers ? 'sliding_attention' : 'full_attention',
+    );
+  }
+
   const eos = config.eos_token_id;
   const eosTokenIds = typeof eos === 'number' ? [eos] : Array.isArray(eos) ? eos.filter(isInteger) : [];
 
@@ -130,7 +166,7 @@ export function parseModelConfig(raw: unknown, file = 'config.json'): ModelConfi
     vocabSize: integer('vocab_size'),
     hiddenSize,
     intermediateSize: integer('intermediate_size'),
-    numLayers: integer('num_hidden_layers'),
+    numLayers,
     numHeads,
     numKvHeads,
     headDim,
@@ -140,6 +176,7 @@ export function parseModelConfig(raw: unknown, file = 'config.json'): ModelConfi
     attentionBias: family === 'qwen2' || config.attention_bias === true,
     qkNorm: family === 'qwen3',
     slidingWindow,
+    layerTypes,
     ropeTheta,
     ropeScaling,
     bosTokenId: isInteger(config.bos_token_id) ? config.bos_token_id : undefined,

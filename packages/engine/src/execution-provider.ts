@@ -1,0 +1,69 @@
+import { existsSync, readdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { ExecutionProviderError } from './errors';
+
+/** The ONNX Runtime execution providers the runner can be asked for. */
+export type ExecutionProvider = 'cpu' | 'webgpu' | 'cuda';
+
+export const cudaInstallHint =
+  'onnxruntime-node downloads the CUDA execution provider only when installed with ONNXRUNTIME_NODE_INSTALL=cuda12; ' +
+  'run `ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js` ' +
+  '(or `ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node`), with CUDA 12 and cuDNN 9 on the library path';
+
+/**
+ * Checks that `executionProvider` can be used before a session is made, so the error says why rather than ONNX
+ * Runtime's generic "failed to create session".
+ */
+export function checkExecutionProvider(executionProvider: string): ExecutionProvider {
+  if (executionProvider !== 'cpu' && executionProvider !== 'webgpu' && executionProvider !== 'cuda') {
+    throw new ExecutionProviderError(
+      executionProvider,
+      `unknown execution provider ${JSON.stringify(executionProvider)}; choose cpu, webgpu or cuda`,
+    );
+  }
+  const offered = ort.listSupportedBackends().some((backend) => backend.name === executionProvider);
+  if (!offered) {
+    throw new ExecutionProviderError(
+      executionProvider,
+      `this build of onnxruntime-node (${process.platform}-${process.arch}) has no ${executionProvider} execution provider`,
+    );
+  }
+  if (executionProvider === 'cuda' && !cudaProviderInstalled()) {
+    throw new ExecutionProviderError(
+      executionProvider,
+      `the CUDA execution provider binaries (libonnxruntime_providers_cuda) are missing: ${cudaInstallHint}`,
+    );
+  }
+  return executionProvider;
+}
+
+/** Whether onnxruntime-node's native folder holds the CUDA provider library its install script downloads. */
+export function cudaProviderInstalled(): boolean {
+  let bindingDir: string;
+  try {
+    const packageJson = createRequire(import.meta.url).resolve('onnxruntime-node/package.json');
+    bindingDir = join(dirname(packageJson), 'bin', 'napi-v6', process.platform, process.arch);
+  } catch {
+    return false;
+  }
+  if (!existsSync(bindingDir)) return false;
+  return readdirSync(bindingDir).some((file) => file.includes('onnxruntime_providers_cuda'));
+}
+
+/** Wraps a session-creation failure on a non-CPU provider in an error that names the provider and the fix. */
+export function executionProviderFailure(executionProvider: ExecutionProvider, error: unknown): ExecutionProviderError {
+  const reason = (error as Error).message.trim();
+  const hint =
+    executionProvider === 'cuda'
+      ? cudaInstallHint
+      : executionProvider === 'webgpu'
+        ? 'WebGPU needs a GPU adapter (Dawn over Vulkan, Metal or D3D12) visible to this process'
+        : 'the CPU execution provider should always load; this is a bug';
+  return new ExecutionProviderError(
+    executionProvider,
+    `the ${executionProvider} execution provider could not start a session (${reason}); ${hint}`,
+    { cause: error },
+  );
+}

@@ -1,0 +1,293 @@
+import onnxProto from 'onnx-proto';
+import { CheckpointError } from './errors';
+import type { ModelConfig } from './model-config';
+import { hasOutputBias } from './model-weights';
+import type { ModelWeights } from './safetensors';
+
+const { onnx } = onnxProto;
+const DataType = onnx.TensorProto.DataType;
+const AttributeType = onnx.AttributeProto.AttributeType;
+
+/** ONNX Runtime 1.30 refuses the IR version onnx 1.23 writes by default (14); 10 carries everything used here. */
+const irVersion = 10;
+/** Opset 23 brings `Attention` (with GQA) and `RMSNormalization`. */
+const opsetVersion = 23;
+
+/** The model as ONNX Runtime loads it: the graph, and each weight's bytes as in-memory external data. */
+export interface ModelGraph {
+  readonly model: Uint8Array;
+  readonly externalData: { path: string; data: Uint8Array }[];
+  /** Per layer, whether it attends within the sliding window (reads `sliding_attention_mask`). */
+  readonly slidingLayers: readonly boolean[];
+}
+
+/**
+ * The graph's inputs, for a batch of `numRequests` requests with `numTokens` new tokens in all, padded inside
+ * attention to `maxQuery` new tokens and `maxContext` cached tokens per request:
+ *
+ * ```text
+ * input_ids        int32 [numTokens]                 every request's new tokens, request after request
+ * rope_cos/sin     float [numTokens, 1, headDim]     see writeRopeCosSin
+ * query_index      int32 [numRequests, maxQuery]      row in the flat batch of each request's j-th new token
+ * context_slots    int32 [numRequests, maxContext]    pool slot of each request's c-th cached token
+ * token_index      int32 [numTokens]                  flat token -> its row in the padded [numRequests·maxQuery]
+ * attention_mask   float [numRequests, 1, maxQuery, maxContext + maxQuery]   0 or -inf; causal, padding masked
+ * sliding_attention_mask  (same, only when some layer has a sliding window)
+ * logits_index     int32 [numLogits]                  flat rows whose logits come back
+ * key_pool.L / value_pool.L  float [numSlots, kvHeads·headDim]   the paged cache, read only
+ * ```
+ *
+ * Outputs: `logits` [numLogits, vocab], and per layer `key.L` / `value.L` [numTokens, kvHeads·headDim], the new
+ * tokens' keys (after RoPE and k-norm) and values, which the runner writes into the pool slots.
+ *
+ * Attention runs per request: queries and keys are gathered into `[numRequests, maxQuery | maxKeys, ·]` so one
+ * request's queries only ever score its own keys, and cost grows with the number of requests, not its square.
+ */
+export function buildModelGraph(config: ModelConfig, weights: ModelWeights): ModelGraph {
+  const graph = new GraphBuilder(weights);
+  const { numHeads, numKvHeads, headDim, rmsNormEps } = config;
+  const slidingLayers = layerKinds(config);
+  const anySliding = slidingLayers.some(Boolean);
+
+  graph.input('input_ids', DataType.INT32, ['num_tokens']);
+  graph.input('rope_cos', DataType.FLOAT, ['num_tokens', 1, headDim]);
+  graph.input('rope_sin', DataType.FLOAT, ['num_tokens', 1, headDim]);
+  graph.input('query_index', DataType.INT32, ['num_requests', 'max_query']);
+  graph.input('context_slots', DataType.INT32, ['num_requests', 'max_context']);
+  graph.input('token_index', DataType.INT32, ['num_tokens']);
+  graph.input('attention_mask', DataType.FLOAT, ['num_requests', 1, 'max_query', 'max_keys']);
+  if (anySliding) graph.input('sliding_attention_mask', DataType.FLOAT, ['num_requests', 1, 'max_query', 'max_keys']);
+  graph.input('logits_index', DataType.INT32, ['num_logits']);
+
+  const headsShape = graph.int64Constant('heads_shape', [0, numHeads, headDim]);
+  const kvHeadsShape = graph.int64Constant('kv_heads_shape', [0, numKvHeads, headDim]);
+  const queryRowsShape = graph.int64Constant('query_rows_shape', [0, numHeads * headDim]);
+  const keyRowsShape = graph.int64Constant('key_rows_shape', [0, numKvHeads * headDim]);
+  const paddedRowsShape = graph.int64Constant('padded_rows_shape', [-1, numHeads * headDim]);
+
+  const rmsNorm = (input: string, weight: string, output: string): string =>
+    graph.node('RMSNormalization', [input, graph.weight(weight)], output, { axis: -1, epsilon: { float: rmsNormEps } });
+  const linear = (input: string, weight: string, output: string, bias?: string): string =>
+    graph.node(
+      'Gemm',
+      bias === undefined ? [input, graph.weight(weight)] : [input, graph.weight(weight), graph.weight(bias)],
+      output,
+      { transB: 1 },
+    );
+  // transformers' rotate_half: x·cos + [-x2, x1]·sin; the runner negates sin's first half, so swapping the halves
+  // of x is all the graph does.
+  const rope = (input: string, output: string): string => {
+    const [first, second] = graph.nodeOutputs('Split', [input], [`${output}.first`, `${output}.second`], {
+      axis: -1,
+      num_outputs: 2,
+    });
+    const swapped = graph.node('Concat', [second!, first!], `${output}.swapped`, { axis: -1 });
+    const cosine = graph.node('Mul', [input, 'rope_cos'], `${output}.cos`);
+    const sine = graph.node('Mul', [swapped, 'rope_sin'], `${output}.sin`);
+    return graph.node('Add', [cosine, sine], output);
+  };
+
+  let hidden = graph.node('Gather', [graph.weight('model.embed_tokens.weight'), 'input_ids'], 'embeddings', { axis: 0 });
+  for (let layer = 0; layer < config.numLayers; layer += 1) {
+    const prefix = `model.layers.${layer}`;
+    const name = (suffix: string): string => `layers.${layer}.${suffix}`;
+    const bias = (projection: string): string | undefined =>
+      config.attentionBias ? `${prefix}.self_attn.${projection}.bias` : undefined;
+
+    const normed = rmsNorm(hidden, `${prefix}.input_layernorm.weight`, name('input_norm'));
+    const query = linear(normed, `${prefix}.self_attn.q_proj.weight`, name('q'), bias('q_proj'));
+    const key = linear(normed, `${prefix}.self_attn.k_proj.weight`, name('k'), bias('k_proj'));
+    const value = linear(normed, `${prefix}.self_attn.v_proj.weight`, name('v'), bias('v_proj'));
+
+    let queryHeads = graph.node('Reshape', [query, headsShape], name('q_heads'));
+    let keyHeads = graph.node('Reshape', [key, kvHeadsShape], name('k_heads'));
+    if (config.qkNorm) {
+      queryHeads = rmsNorm(queryHeads, `${prefix}.self_attn.q_norm.weight`, name('q_normed'));
+      keyHeads = rmsNorm(keyHeads, `${prefix}.self_attn.k_norm.weight`, name('k_normed'));
+    }
+    const queryRows = graph.node('Reshape', [rope(queryHeads, name('q_rope')), queryRowsShape], name('q_rows'));
+    const newKey = graph.node('Reshape', [rope(keyHeads, name('k_rope')), keyRowsShape], `key.${layer}`);
+    const newValue = graph.node('Identity', [value], `value.${layer}`);
+    graph.output(newKey, DataType.FLOAT, ['num_tokens', numKvHeads * headDim]);
+    graph.output(newValue, DataType.FLOAT, ['num_tokens', numKvHeads * headDim]);
+
+    const keyPool = graph.input(`key_pool.${layer}`, DataType.FLOAT, ['num_slots', numKvHeads * headDim]);
+    const valuePool = graph.input(`value_pool.${layer}`, DataType.FLOAT, ['num_slots', numKvHeads * headDim]);
+    const contextAndNew = (pool: string, fresh: string, kind: string): string =>
+      graph.node(
+        'Concat',
+        [
+          graph.node('Gather', [pool, 'context_slots'], name(`${kind}_context`), { axis: 0 }),
+          graph.node('Gather', [fresh, 'query_index'], name(`${kind}_new`), { axis: 0 }),
+        ],
+        name(`${kind}_all`),
+        { axis: 1 },
+      );
+    const paddedQuery = graph.node('Gather', [queryRows, 'query_index'], name('q_padded'), { axis: 0 });
+    const attention = graph.node(
+      'Attention',
+      [
+        paddedQuery,
+        contextAndNew(keyPool, newKey, 'k'),
+        contextAndNew(valuePool, newValue, 'v'),
+        slidingLayers[layer] ? 'sliding_attention_mask' : 'attention_mask',
+      ],
+      name('attention'),
+      { q_num_heads: numHeads, kv_num_heads: numKvHeads },
+    );
+    const attentionRows = graph.node(
+      'Gather',
+      [graph.node('Reshape', [attention, paddedRowsShape], name('attention_padded_rows')), 'token_index'],
+      name('attention_rows'),
+      { axis: 0 },
+    );
+    const attentionOut = linear(
+      attentionRows,
+      `${prefix}.self_attn.o_proj.weight`,
+      name('o'),
+      hasOutputBias(config) ? `${prefix}.self_attn.o_proj.bias` : undefined,
+    );
+    hidden = graph.node('Add', [hidden, attentionOut], name('attention_residual'));
+
+    const mlpInput = rmsNorm(hidden, `${prefix}.post_attention_layernorm.weight`, name('post_attention_norm'));
+    const gate = linear(mlpInput, `${prefix}.mlp.gate_proj.weight`, name('gate'));
+    const up = linear(mlpInput, `${prefix}.mlp.up_proj.weight`, name('up'));
+    const activated = graph.node('Mul', [gate, graph.node('Sigmoid', [gate], name('gate_sigmoid'))], name('gate_silu'));
+    const product = graph.node('Mul', [activated, up], name('gate_up'));
+    const down = linear(product, `${prefix}.mlp.down_proj.weight`, name('down'));
+    hidden = graph.node('Add', [hidden, down], name('mlp_residual'));
+  }
+
+  // Only the rows that sample go through the final norm and the vocabulary projection, the largest matmul.
+  const sampled = graph.node('Gather', [hidden, 'logits_index'], 'sampled_hidden', { axis: 0 });
+  const finalNormed = rmsNorm(sampled, 'model.norm.weight', 'final_norm');
+  const head = config.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
+  graph.node('Gemm', [finalNormed, graph.weight(head)], 'logits', { transB: 1 });
+  graph.output('logits', DataType.FLOAT, ['num_logits', config.vocabSize]);
+
+  return { ...graph.finish(), slidingLayers };
+}
+
+/**
+ * Which layers use the sliding window: `layer_types` when the config lists them (kept by parseModelConfig as
+ * `layerTypes`), otherwise every layer when a window is set.
+ */
+function layerKinds(config: ModelConfig): boolean[] {
+  return Array.from({ length: config.numLayers }, (_, layer) =>
+    config.slidingWindow === undefined ? false : (config.layerTypes?.[layer] ?? 'sliding_attention') === 'sliding_attention',
+  );
+}
+
+type AttributeValue = number | number[] | { float: number };
+
+/** Collects nodes, inputs, outputs and initializers; weights become in-memory external data, never protobuf bytes. */
+class GraphBuilder {
+  private readonly nodes: onnxProto.onnx.INodeProto[] = [];
+  private readonly inputs: onnxProto.onnx.IValueInfoProto[] = [];
+  private readonly outputs: onnxProto.onnx.IValueInfoProto[] = [];
+  private readonly initializers: onnxProto.onnx.ITensorProto[] = [];
+  private readonly externalData: { path: string; data: Uint8Array }[] = [];
+  private readonly weightNames = new Set<string>();
+
+  constructor(private readonly weights: ModelWeights) {}
+
+  input(name: string, elemType: number, dims: (number | string)[]): string {
+    this.inputs.push(valueInfo(name, elemType, dims));
+    return name;
+  }
+
+  output(name: string, elemType: number, dims: (number | string)[]): void {
+    this.outputs.push(valueInfo(name, elemType, dims));
+  }
+
+  node(opType: string, inputs: string[], output: string, attributes: Record<string, AttributeValue> = {}): string {
+    return this.nodeOutputs(opType, inputs, [output], attributes)[0]!;
+  }
+
+  nodeOutputs(opType: string, inputs: string[], outputs: string[], attributes: Record<string, AttributeValue> = {}): string[] {
+    this.nodes.push(
+      onnx.NodeProto.create({
+        opType,
+        input: inputs,
+        output: outputs,
+        name: `${outputs[0]}.node`,
+        attribute: Object.entries(attributes).map(([name, value]) => attribute(name, value)),
+      }),
+    );
+    return outputs;
+  }
+
+  /** A checkpoint weight as an initializer whose bytes ONNX Runtime takes from memory (the model may exceed 2 GB). */
+  weight(name: string): string {
+    if (this.weightNames.has(name)) return name;
+    const tensor = this.weights.get(name);
+    if (tensor === undefined) {
+      throw new CheckpointError('checkpoint_tensor_missing', '(weights in memory)', 'is missing', { tensor: name });
+    }
+    const path = `weight${this.externalData.length}`;
+    const data = new Uint8Array(tensor.data.buffer, tensor.data.byteOffset, tensor.data.byteLength);
+    this.externalData.push({ path, data });
+    this.initializers.push(
+      onnx.TensorProto.create({
+        name,
+        dataType: DataType.FLOAT,
+        dims: [...tensor.shape],
+        dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
+        externalData: [
+          { key: 'location', value: path },
+          { key: 'offset', value: '0' },
+          { key: 'length', value: String(data.byteLength) },
+        ],
+      }),
+    );
+    this.weightNames.add(name);
+    return name;
+  }
+
+  int64Constant(name: string, values: number[]): string {
+    const data = BigInt64Array.from(values.map(BigInt));
+    this.initializers.push(
+      onnx.TensorProto.create({
+        name,
+        dataType: DataType.INT64,
+        dims: [values.length],
+        rawData: new Uint8Array(data.buffer),
+      }),
+    );
+    return name;
+  }
+
+  finish(): { model: Uint8Array; externalData: { path: string; data: Uint8Array }[] } {
+    const model = onnx.ModelProto.create({
+      irVersion,
+      opsetImport: [{ domain: '', version: opsetVersion }],
+      producerName: '@pagoda/engine',
+      graph: {
+        name: 'pagoda',
+        node: this.nodes,
+        input: this.inputs,
+        output: this.outputs,
+        initializer: this.initializers,
+      },
+    });
+    return { model: onnx.ModelProto.encode(model).finish(), externalData: this.externalData };
+  }
+}
+
+function valueInfo(name: string, elemType: number, dims: (number | string)[]): onnxProto.onnx.IValueInfoProto {
+  return onnx.ValueInfoProto.create({
+    name,
+    type: {
+      tensorType: {
+        elemType,
+        shape: { dim: dims.map((dim) => (typeof dim === 'string' ? { dimParam: dim } : { dimValue: dim })) },
+      },
+    },
+  });
+}
+
+function attribute(name: string, value: AttributeValue): onnxProto.onnx.IAttributeProto {
+  if (typeof value === 'number') return { name, type: AttributeType.INT, i: value };
+  if (Array.isArray(value)) return { name, type: AttributeType.INTS, ints: value };
+  return { name, type: AttributeType.FLOAT, f: value.float };
+}

@@ -1,0 +1,188 @@
+import { decodeFloat32Base64, fixturePath, readFixtureJson } from '@pagoda/fixtures';
+import type { CheckpointName } from '@pagoda/fixtures';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ModelRunner } from './index';
+import type { ModelRunnerRequest } from './index';
+
+interface Reference {
+  prompts: {
+    ids: number[];
+    prefill: { ids: number[]; logits: number[]; lse: number }[];
+    last_logits_f32_b64?: string;
+    greedy: { ids: number[]; steps: { margin: number }[] };
+  }[];
+}
+
+const blockSize = 16;
+const numBlocks = 256;
+
+/** Hands out blocks in a scrambled order, so block tables are not the identity and paging is really exercised. */
+function blockAllocator(): (numTokens: number) => number[] {
+  const order = Array.from({ length: numBlocks }, (_, index) => (index * 97) % numBlocks);
+  let next = 0;
+  return (numTokens) => {
+    const count = Math.ceil(numTokens / blockSize);
+    const blocks = order.slice(next, next + count);
+    next += count;
+    if (blocks.length < count) throw new Error('test ran out of blocks');
+    return blocks;
+  };
+}
+
+function row(logits: Float32Array, vocabSize: number, index: number): Float32Array {
+  return logits.subarray(index * vocabSize, (index + 1) * vocabSize);
+}
+
+function logSumExp(values: Float32Array): number {
+  let max = -Infinity;
+  for (const value of values) max = Math.max(max, value);
+  let sum = 0;
+  for (const value of values) sum += Math.exp(value - max);
+  return max + Math.log(sum);
+}
+
+function topIds(values: Float32Array, count: number): number[] {
+  const ids: number[] = [];
+  for (let id = 0; id < values.length; id += 1) {
+    if (ids.length === count && values[id]! <= values[ids[count - 1]!]!) continue;
+    let insertAt = ids.length;
+    while (insertAt > 0 && values[ids[insertAt - 1]!]! < values[id]!) insertAt -= 1;
+    ids.splice(insertAt, 0, id);
+    if (ids.length > count) ids.pop();
+  }
+  return ids;
+}
+
+function argmax(values: Float32Array): number {
+  let best = 0;
+  for (let id = 1; id < values.length; id += 1) if (values[id]! > values[best]!) best = id;
+  return best;
+}
+
+function maxDifference(left: Float32Array, right: Float32Array): number {
+  expect(left.length).toBe(right.length);
+  let max = 0;
+  for (let index = 0; index < left.length; index += 1) max = Math.max(max, Math.abs(left[index]! - right[index]!));
+  return max;
+}
+
+describe.each<CheckpointName>(['tiny-llama', 'tiny-qwen2', 'tiny-qwen3'])('ModelRunner on %s', (name) => {
+  const reference = readFixtureJson<Reference>(name, 'reference.json');
+  let runner: ModelRunner;
+  let allocate: (numTokens: number) => number[];
+  /** Each prompt's logits at every position from one prefill run of that prompt alone. */
+  const singleRunLogits: Float32Array[] = [];
+  const worst = { prefillLogit: 0, lse: 0, lastLogits: 0, packed: 0, chunked: 0 };
+
+  beforeAll(async () => {
+    runner = await ModelRunner.load(fixturePath(name), { numBlocks, blockSize, intraOpNumThreads: 1 });
+    allocate = blockAllocator();
+    for (const prompt of reference.prompts) {
+      const output = await runner.execute([
+        { tokenIds: prompt.ids, numComputedTokens: 0, blockTable: allocate(prompt.ids.length), logits: 'all' },
+      ]);
+      singleRunLogits.push(output.logits);
+    }
+  });
+
+  afterAll(async () => {
+    console.info(`${name}: largest differences`, worst);
+    await runner.release();
+  });
+
+  it('matches transformers at every prefill position of every prompt: top-5 ids as a set, logits and lse within 1e-3', () => {
+    const vocabSize = runner.config.vocabSize;
+    reference.prompts.forEach((prompt, promptIndex) => {
+      prompt.prefill.forEach((expected, position) => {
+        const logits = row(singleRunLogits[promptIndex]!, vocabSize, position);
+        expected.ids.forEach((id, rank) => {
+          const difference = Math.abs(logits[id]! - expected.logits[rank]!);
+          worst.prefillLogit = Math.max(worst.prefillLogit, difference);
+          expect(difference, `prompt ${promptIndex} position ${position} id ${id}`).toBeLessThan(1e-3);
+        });
+        const ours = topIds(logits, 6);
+        const fifthAndSixthTie = Math.abs(logits[ours[4]!]! - logits[ours[5]!]!) < 1e-4;
+        if (!fifthAndSixthTie) expect(new Set(ours.slice(0, 5))).toEqual(new Set(expected.ids));
+        const lseDifference = Math.abs(logSumExp(logits) - expected.lse);
+        worst.lse = Math.max(worst.lse, lseDifference);
+        expect(lseDifference, `prompt ${promptIndex} position ${position} lse`).toBeLessThan(1e-3);
+      });
+    });
+  });
+
+  it("matches all of transformers' last-position logits of the first prompt within 1e-3", () => {
+    const prompt = reference.prompts[0]!;
+    const expected = decodeFloat32Base64(prompt.last_logits_f32_b64!);
+    const vocabSize = runner.config.vocabSize;
+    const ours = row(singleRunLogits[0]!, vocabSize, prompt.ids.length - 1);
+    worst.lastLogits = maxDifference(ours, expected);
+    expect(worst.lastLogits).toBeLessThan(1e-3);
+  });
+
+  it('reproduces the 24 greedy reference tokens of every prompt, decoding all prompts batched through the paged cache', async () => {
+    const states = reference.prompts.map((prompt) => ({
+      blockTable: allocate(prompt.ids.length + 24),
+      numComputedTokens: 0,
+      next: prompt.ids as number[],
+      generated: [] as number[],
+    }));
+    for (let step = 0; step < 24; step += 1) {
+      const requests: ModelRunnerRequest[] = states.map((state) => ({
+        tokenIds: state.next,
+        numComputedTokens: state.numComputedTokens,
+        blockTable: state.blockTable,
+      }));
+      const output = await runner.execute(requests);
+      states.forEach((state, index) => {
+        const token = argmax(row(output.logits, output.vocabSize, output.logitsRowStart[index]!));
+        state.numComputedTokens += state.next.length;
+        state.generated.push(token);
+        state.next = [token];
+      });
+    }
+    reference.prompts.forEach((prompt, index) => {
+      // Past a step whose top-2 margin is under 1e-3 float noise may pick either token; compare up to it.
+      const firstTie = prompt.greedy.steps.findIndex((step) => step.margin < 1e-3);
+      const comparable = firstTie === -1 ? 24 : firstTie + 1;
+      expect(states[index]!.generated.slice(0, comparable)).toEqual(prompt.greedy.ids.slice(0, comparable));
+    });
+  });
+
+  it('gives the logits of one prompt at a time, within 1e-4, when the three prompts are packed into one run', async () => {
+    const output = await runner.execute(
+      reference.prompts.map((prompt) => ({
+        tokenIds: prompt.ids,
+        numComputedTokens: 0,
+        blockTable: allocate(prompt.ids.length),
+        logits: 'all' as const,
+      })),
+    );
+    const vocabSize = output.vocabSize;
+    reference.prompts.forEach((prompt, index) => {
+      const start = output.logitsRowStart[index]!;
+      expect(output.logitsRowStart[index + 1]! - start).toBe(prompt.ids.length);
+      const packed = output.logits.subarray(start * vocabSize, (start + prompt.ids.length) * vocabSize);
+      const difference = maxDifference(packed, singleRunLogits[index]!);
+      worst.packed = Math.max(worst.packed, difference);
+      expect(difference, `prompt ${index}`).toBeLessThan(1e-4);
+    });
+  });
+
+  it.each([7, 16, 64])(
+    'gives the logits of one run, within 1e-4, when the long prompt is cut into chunks of %i tokens',
+    async (chunkSize) => {
+      const promptIndex = reference.prompts.length - 1;
+      const prompt = reference.prompts[promptIndex]!.ids;
+      const blockTable = allocate(prompt.length);
+      const vocabSize = runner.config.vocabSize;
+      for (let start = 0; start < prompt.length; start += chunkSize) {
+        const chunk = prompt.slice(start, start + chunkSize);
+        const output = await runner.execute([{ tokenIds: chunk, numComputedTokens: start, blockTable, logits: 'all' }]);
+        const expected = singleRunLogits[promptIndex]!.subarray(start * vocabSize, (start + chunk.length) * vocabSize);
+        const difference = maxDifference(output.logits, expected);
+        worst.chunked = Math.max(worst.chunked, difference);
+        expect(difference, `chunk at ${start}`).toBeLessThan(1e-4);
+      }
+    },
+  );
+});

@@ -1,0 +1,336 @@
+import * as ort from 'onnxruntime-node';
+import { ModelInputError } from './errors';
+import { checkExecutionProvider, executionProviderFailure } from './execution-provider';
+import type { ExecutionProvider } from './execution-provider';
+import { loadModelConfig } from './model-config';
+import type { ModelConfig } from './model-config';
+import { buildModelGraph } from './model-graph';
+import { dummyWeights, loadCheckpointWeights } from './model-weights';
+import { weightLoadingProgressBar } from './progress-bar';
+import { ropeFrequencies, ropeType, writeRopeCosSin } from './rope';
+import type { RopeFrequencies } from './rope';
+import type { ModelWeights } from './safetensors';
+
+/** How the runner runs: the paged cache's size and the ONNX Runtime session's settings. */
+export interface ModelRunnerOptions {
+  /** Blocks in each layer's key and value pool. */
+  numBlocks: number;
+  /** Tokens per block. */
+  blockSize: number;
+  /** `cpu` (default), `webgpu` or `cuda`. */
+  executionProvider?: ExecutionProvider;
+  /** ONNX Runtime's intra-op thread count; its default (one per core) when left out. */
+  intraOpNumThreads?: number;
+}
+
+/** Options for {@link ModelRunner.load}. */
+export interface LoadModelOptions extends ModelRunnerOptions {
+  /** `safetensors` reads the checkpoint's weights; `dummy` makes seeded random ones from config.json alone. */
+  loadFormat?: 'safetensors' | 'dummy';
+  /** The dummy weights' seed. */
+  seed?: number;
+  /** Hears weight-loading progress; by default a progress bar on stderr when it is a terminal. */
+  onProgress?: (loadedBytes: number, totalBytes: number) => void;
+}
+
+/** Which of a request's new tokens get logits back: the last (to sample), all (prompt logprobs) or none. */
+export type LogitsRows = 'last' | 'all' | 'none';
+
+/** One request's share of a step. */
+export interface ModelRunnerRequest {
+  /** The tokens to run this step; they take positions `numComputedTokens`, `numComputedTokens + 1`, ... */
+  readonly tokenIds: ArrayLike<number>;
+  /** Tokens of this request already in the cache (their keys and values sit in the blocks of `blockTable`). */
+  readonly numComputedTokens: number;
+  /** The request's blocks in position order; it must cover `numComputedTokens + tokenIds.length` tokens. */
+  readonly blockTable: ArrayLike<number>;
+  /** Default `last`. A chunk of a prompt that is not its end passes `none`. */
+  readonly logits?: LogitsRows;
+}
+
+/** What one step returns. */
+export interface ModelRunnerOutput {
+  /** `[numRows, vocabSize]` row-major: the requested rows, request after request. */
+  readonly logits: Float32Array;
+  readonly vocabSize: number;
+  /** Request `i`'s rows are `logitsRowStart[i]` up to `logitsRowStart[i + 1]`. */
+  readonly logitsRowStart: Int32Array;
+}
+
+/**
+ * Runs a decoder-only model over a paged KV cache in vLLM's flat batch layout: every new token of every request in
+ * one session run. The runner owns the per-layer key and value pools (`[numBlocks · blockSize, kvHeads · headDim]`
+ * float32, slot `block · blockSize + offset`); the graph reads context through the block tables and returns the new
+ * tokens' keys and values, which the runner writes into their slots before returning.
+ */
+export class ModelRunner {
+  readonly config: ModelConfig;
+  readonly numBlocks: number;
+  readonly blockSize: number;
+  readonly executionProvider: ExecutionProvider;
+  private readonly session: ort.InferenceSession;
+  private readonly keyPools: Float32Array[];
+  private readonly valuePools: Float32Array[];
+  private readonly poolTensors: Record<string, ort.Tensor>;
+  private readonly hasSlidingLayers: boolean;
+  private readonly dynamicRope: boolean;
+  private readonly staticRope: RopeFrequencies;
+  private readonly kvWidth: number;
+  /**
+   * The weights' bytes, handed to ONNX Runtime as in-memory external data. On CPU it may keep pointing into them
+   * rather than copy, so they must live as long as the session.
+   */
+  private readonly weightBuffers: readonly { path: string; data: Uint8Array }[];
+
+  private constructor(
+    config: ModelConfig,
+    session: ort.InferenceSession,
+    options: ModelRunnerOptions & {
+      executionProvider: ExecutionProvider;
+      hasSlidingLayers: boolean;
+      weightBuffers: readonly { path: string; data: Uint8Array }[];
+    },
+  ) {
+    this.config = config;
+    this.session = session;
+    this.weightBuffers = options.weightBuffers;
+    this.numBlocks = options.numBlocks;
+    this.blockSize = options.blockSize;
+    this.executionProvider = options.executionProvider;
+    this.hasSlidingLayers = options.hasSlidingLayers;
+    this.kvWidth = config.numKvHeads * config.headDim;
+    const numSlots = options.numBlocks * options.blockSize;
+    this.keyPools = Array.from({ length: config.numLayers }, () => new Float32Array(numSlots * this.kvWidth));
+    this.valuePools = Array.from({ length: config.numLayers }, () => new Float32Array(numSlots * this.kvWidth));
+    // Tensors over the pools' own memory, made once: each run hands ONNX Runtime the same buffers, no copies.
+    this.poolTensors = {};
+    for (let layer = 0; layer < config.numLayers; layer += 1) {
+      this.poolTensors[`key_pool.${layer}`] = new ort.Tensor('float32', this.keyPools[layer]!, [numSlots, this.kvWidth]);
+      this.poolTensors[`value_pool.${layer}`] = new ort.Tensor('float32', this.valuePools[layer]!, [numSlots, this.kvWidth]);
+    }
+    this.dynamicRope = ropeType(config) === 'dynamic';
+    this.staticRope = ropeFrequencies(config);
+  }
+
+  /** Loads a checkpoint folder (config.json and safetensors, or config.json alone with `loadFormat: 'dummy'`). */
+  static async load(modelDir: string, options: LoadModelOptions): Promise<ModelRunner> {
+    const config = await loadModelConfig(modelDir);
+    const executionProvider = checkExecutionProvider(options.executionProvider ?? 'cpu');
+    ropeType(config, `${modelDir}/config.json`);
+    const weights =
+      options.loadFormat === 'dummy'
+        ? dummyWeights(config, options.seed)
+        : await loadCheckpointWeights(modelDir, config, withProgress(options.onProgress));
+    return ModelRunner.create(config, weights, { ...options, executionProvider });
+  }
+
+  /** Builds the graph for `config` over already loaded weights and starts an ONNX Runtime session. */
+  static async create(config: ModelConfig, weights: ModelWeights, options: ModelRunnerOptions): Promise<ModelRunner> {
+    const executionProvider = checkExecutionProvider(options.executionProvider ?? 'cpu');
+    if (!Number.isInteger(options.numBlocks) || options.numBlocks < 1 || !Number.isInteger(options.blockSize) || options.blockSize < 1) {
+      throw new ModelInputError(`numBlocks and blockSize must be positive integers, got ${options.numBlocks} and ${options.blockSize}`);
+    }
+    const graph = buildModelGraph(config, weights);
+    let session: ort.InferenceSession;
+    try {
+      session = await ort.InferenceSession.create(graph.model, {
+        executionProviders: [executionProvider],
+        graphOptimizationLevel: 'all',
+        externalData: graph.externalData,
+        ...(options.intraOpNumThreads === undefined ? {} : { intraOpNumThreads: options.intraOpNumThreads }),
+        interOpNumThreads: 1,
+      });
+    } catch (error) {
+      if (executionProvider === 'cpu') throw error;
+      throw executionProviderFailure(executionProvider, error);
+    }
+    return new ModelRunner(config, session, {
+      ...options,
+      executionProvider,
+      hasSlidingLayers: graph.slidingLayers.some(Boolean),
+      weightBuffers: graph.externalData,
+    });
+  }
+
+  /** The key pool of `layer` (`[numBlocks · blockSize, kvHeads · headDim]`), for inspection and tests. */
+  keyPool(layer: number): Float32Array {
+    return this.keyPools[layer]!;
+  }
+
+  /** The value pool of `layer`, laid out like {@link keyPool}. */
+  valuePool(layer: number): Float32Array {
+    return this.valuePools[layer]!;
+  }
+
+  /**
+   * Runs one step: the new tokens of every request, in one session run. Writes their keys and values into the
+   * pools at the slots their block tables give, and returns the requested logits rows.
+   */
+  async execute(requests: readonly ModelRunnerRequest[]): Promise<ModelRunnerOutput> {
+    const batch = this.prepare(requests);
+    const results = await this.session.run({ ...batch.feeds, ...this.poolTensors });
+    const width = this.kvWidth;
+    for (let layer = 0; layer < this.config.numLayers; layer += 1) {
+      const newKeys = results[`key.${layer}`]!.data as Float32Array;
+      const newValues = results[`value.${layer}`]!.data as Float32Array;
+      const keyPool = this.keyPools[layer]!;
+      const valuePool = this.valuePools[layer]!;
+      for (let token = 0; token < batch.slotMapping.length; token += 1) {
+        const slotOffset = batch.slotMapping[token]! * width;
+        keyPool.set(newKeys.subarray(token * width, (token + 1) * width), slotOffset);
+        valuePool.set(newValues.subarray(token * width, (token + 1) * width), slotOffset);
+      }
+    }
+    return {
+      logits: results.logits!.data as Float32Array,
+      vocabSize: this.config.vocabSize,
+      logitsRowStart: batch.logitsRowStart,
+    };
+  }
+
+  /** Releases the ONNX Runtime session. */
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+
+  /** Bytes of weights the session was built from (float32), for bandwidth estimates. */
+  get weightBytes(): number {
+    return this.weightBuffers.reduce((sum, buffer) => sum + buffer.data.byteLength, 0);
+  }
+
+  /**
+   * Lays the batch out for the graph (see buildModelGraph for each input's shape). Requests are padded to the
+   * longest new-token run (`maxQuery`) and the longest cached context (`maxContext`) inside attention only; the
+   * projections and the MLP see the flat `numTokens` rows.
+   */
+  private prepare(requests: readonly ModelRunnerRequest[]): {
+    feeds: Record<string, ort.Tensor>;
+    slotMapping: Int32Array;
+    logitsRowStart: Int32Array;
+  } {
+    const numRequests = requests.length;
+    if (numRequests === 0) throw new ModelInputError('a step needs at least one request');
+    const { blockSize, numBlocks } = this;
+    const vocabSize = this.config.vocabSize;
+    let numTokens = 0;
+    let maxQuery = 0;
+    let maxContext = 0;
+    let longestSequence = 0;
+    let numLogits = 0;
+    requests.forEach((request, requestIndex) => {
+      const newTokens = request.tokenIds.length;
+      const total = request.numComputedTokens + newTokens;
+      if (newTokens < 1) throw new ModelInputError(`request ${requestIndex} has no new tokens`, { requestIndex });
+      if (!Number.isInteger(request.numComputedTokens) || request.numComputedTokens < 0) {
+        throw new ModelInputError(`request ${requestIndex} has numComputedTokens ${request.numComputedTokens}`, { requestIndex });
+      }
+      if (request.blockTable.length * blockSize < total) {
+        throw new ModelInputError(
+          `request ${requestIndex} needs ${Math.ceil(total / blockSize)} blocks for ${total} tokens but its block table has ${request.blockTable.length}`,
+          { requestIndex },
+        );
+      }
+      numTokens += newTokens;
+      maxQuery = Math.max(maxQuery, newTokens);
+      maxContext = Math.max(maxContext, request.numComputedTokens);
+      longestSequence = Math.max(longestSequence, total);
+      const rows = request.logits ?? 'last';
+      numLogits += rows === 'all' ? newTokens : rows === 'last' ? 1 : 0;
+    });
+
+    const slot = (blockTable: ArrayLike<number>, position: number, requestIndex: number): number => {
+      const block = blockTable[Math.floor(position / blockSize)]!;
+      if (!Number.isInteger(block) || block < 0 || block >= numBlocks) {
+        throw new ModelInputError(`request ${requestIndex} has block ${block}, outside 0..${numBlocks - 1}`, { requestIndex });
+      }
+      return block * blockSize + (position % blockSize);
+    };
+
+    const maxKeys = maxContext + maxQuery;
+    const inputIds = new Int32Array(numTokens);
+    const positions = new Int32Array(numTokens);
+    const slotMapping = new Int32Array(numTokens);
+    const queryIndex = new Int32Array(numRequests * maxQuery);
+    const contextSlots = new Int32Array(numRequests * maxContext);
+    const tokenIndex = new Int32Array(numTokens);
+    const logitsIndex = new Int32Array(numLogits);
+    const logitsRowStart = new Int32Array(numRequests + 1);
+    const mask = new Float32Array(numRequests * maxQuery * maxKeys).fill(-Infinity);
+    const window = this.config.slidingWindow;
+    const slidingMask = this.hasSlidingLayers ? new Float32Array(mask.length).fill(-Infinity) : undefined;
+
+    let row = 0;
+    let logitsRow = 0;
+    requests.forEach((request, requestIndex) => {
+      const computed = request.numComputedTokens;
+      const newTokens = request.tokenIds.length;
+      for (let context = 0; context < computed; context += 1) {
+        contextSlots[requestIndex * maxContext + context] = slot(request.blockTable, context, requestIndex);
+      }
+      for (let query = 0; query < maxQuery; query += 1) {
+        const maskRow = (requestIndex * maxQuery + query) * maxKeys;
+        if (query >= newTokens) {
+          // A padding query attends to everything; its output is never gathered back, it must only stay finite.
+          mask.fill(0, maskRow, maskRow + maxKeys);
+          slidingMask?.fill(0, maskRow, maskRow + maxKeys);
+          continue;
+        }
+        const token = request.tokenIds[query]!;
+        if (!Number.isInteger(token) || token < 0 || token >= vocabSize) {
+          throw new ModelInputError(`request ${requestIndex} has token id ${token}, outside 0..${vocabSize - 1}`, { requestIndex });
+        }
+        const position = computed + query;
+        inputIds[row] = token;
+        positions[row] = position;
+        slotMapping[row] = slot(request.blockTable, position, requestIndex);
+        queryIndex[requestIndex * maxQuery + query] = row;
+        tokenIndex[row] = requestIndex * maxQuery + query;
+        // Keys: cached positions 0..computed-1 in columns 0..computed-1, new positions in maxContext + j.
+        mask.fill(0, maskRow, maskRow + computed);
+        mask.fill(0, maskRow + maxContext, maskRow + maxContext + query + 1);
+        if (slidingMask !== undefined && window !== undefined) {
+          // transformers keeps key k for query q when q - k < window.
+          const firstKey = Math.max(0, position - window + 1);
+          if (firstKey < computed) slidingMask.fill(0, maskRow + firstKey, maskRow + computed);
+          const firstNew = Math.max(0, firstKey - computed);
+          slidingMask.fill(0, maskRow + maxContext + firstNew, maskRow + maxContext + query + 1);
+        }
+        row += 1;
+      }
+      const rows = request.logits ?? 'last';
+      logitsRowStart[requestIndex] = logitsRow;
+      if (rows === 'all') for (let query = 0; query < newTokens; query += 1) logitsIndex[logitsRow++] = row - newTokens + query;
+      else if (rows === 'last') logitsIndex[logitsRow++] = row - 1;
+    });
+    logitsRowStart[numRequests] = logitsRow;
+    // Padding entries of query_index stay 0: they gather some real row, whose result is masked or discarded.
+
+    const headDim = this.config.headDim;
+    const cos = new Float32Array(numTokens * headDim);
+    const sin = new Float32Array(numTokens * headDim);
+    const frequencies = this.dynamicRope ? ropeFrequencies(this.config, longestSequence) : this.staticRope;
+    writeRopeCosSin(frequencies, positions, cos, sin);
+
+    const feeds: Record<string, ort.Tensor> = {
+      input_ids: new ort.Tensor('int32', inputIds, [numTokens]),
+      rope_cos: new ort.Tensor('float32', cos, [numTokens, 1, headDim]),
+      rope_sin: new ort.Tensor('float32', sin, [numTokens, 1, headDim]),
+      query_index: new ort.Tensor('int32', queryIndex, [numRequests, maxQuery]),
+      context_slots: new ort.Tensor('int32', contextSlots, [numRequests, maxContext]),
+      token_index: new ort.Tensor('int32', tokenIndex, [numTokens]),
+      attention_mask: new ort.Tensor('float32', mask, [numRequests, 1, maxQuery, maxKeys]),
+      logits_index: new ort.Tensor('int32', logitsIndex, [numLogits]),
+    };
+    if (slidingMask !== undefined) {
+      feeds.sliding_attention_mask = new ort.Tensor('float32', slidingMask, [numRequests, 1, maxQuery, maxKeys]);
+    }
+    return { feeds, slotMapping, logitsRowStart };
+  }
+}
+
+function withProgress(onProgress: ((loadedBytes: number, totalBytes: number) => void) | undefined): {
+  onProgress?: (loadedBytes: number, totalBytes: number) => void;
+} {
+  const callback = onProgress ?? weightLoadingProgressBar('Loading weights');
+  return callback === undefined ? {} : { onProgress: callback };
+}
