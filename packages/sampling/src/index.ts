@@ -1,1 +1,12 @@
+export { SamplingError, SamplingParamsError } from './errors';
+export { processLogits } from './process-logits';
+export { Sampler } from './sampler';
+export { DEFAULT_SAMPLING_PARAMS, GREEDY_TEMPERATURE } from './sampling-params';
+export { SeededGenerator } from './seeded-generator';
 export { logSoftmax, logSumExpOf, softmax } from './softmax';
+export { validateSamplingParams } from './validate-sampling-params';
+
+export type { SampledTokenLogprobs, TokenLogprob } from './logprobs';
+export type { SamplerOptions, SamplerOutput, SamplingBatch, SamplingRow } from './sampler';
+export type { NormalizedSamplingParams, SamplingHistory, SamplingParams } from './sampling-params';
+export type { ValidateSamplingParamsOptions } from './validate-sampling-params';

@@ -36,7 +36,8 @@ export function logSumExpOf(logits: Float32Array): number {
   return max + Math.log(sum);
 }
 
-function maxOf(logits: Float32Array): number {
+/** The largest entry of a row; throws when every entry is -Infinity (or NaN): no token could be sampled. */
+export function maxOf(logits: Float32Array): number {
   let max = -Infinity;
   for (let index = 0; index < logits.length; index += 1) {
     if (logits[index]! > max) max = logits[index]!;
