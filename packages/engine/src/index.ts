@@ -45,3 +45,41 @@ export type {
   OutputTextOptions,
   TextDelta,
 } from './frontend';
+export {
+  accumulate,
+  AsyncLLM,
+  createEngineCore,
+  EngineCore,
+  EngineDeadError,
+  EngineOptionsError,
+  EngineRequestError,
+  LLM,
+  loadModelContext,
+  OutputProcessor,
+  prepareRequest,
+  renderChat,
+  resolveEngineOptions,
+  resolveSamplingParams,
+} from './core';
+export type {
+  CompletionOutput,
+  EngineCoreOutput,
+  EngineCoreRequest,
+  EngineHealth,
+  EngineOptions,
+  FrontendRequest,
+  GenerateRequest,
+  ModelContext,
+  ModelExecutor,
+  ProcessedOutputs,
+  PromptInput,
+  RequestMetrics,
+  RequestOutput,
+  ResolvedEngineOptions,
+} from './core';
+// The types of the lower layers that the engine's API speaks, so the server needs only this package.
+export { RequestRejectedError, RequestStatus, SchedulerError } from '@pagoda/scheduler';
+export type { FinishReason, SchedulerStats } from '@pagoda/scheduler';
+export { SamplingParamsError } from '@pagoda/sampling';
+export type { NormalizedSamplingParams, SampledTokenLogprobs, SamplingParams, TokenLogprob } from '@pagoda/sampling';
+export { formatBytes, KvCacheCapacityError, parseMemorySize } from '@pagoda/kv-cache';

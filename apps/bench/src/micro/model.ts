@@ -5,21 +5,8 @@ import { dummyWeights, loadTokenizer, ModelRunner, parseModelConfig } from '@pag
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { smolLm2Shape } from '../dummy-model';
 
-const smolLm2Shape = {
-  architectures: ['LlamaForCausalLM'],
-  model_type: 'llama',
-  vocab_size: 49152,
-  hidden_size: 576,
-  intermediate_size: 1536,
-  num_hidden_layers: 30,
-  num_attention_heads: 9,
-  num_key_value_heads: 3,
-  max_position_embeddings: 8192,
-  rms_norm_eps: 1e-5,
-  rope_theta: 100000,
-  tie_word_embeddings: true,
-};
 
 const blockSize = 16;
 const promptTokens = 512;

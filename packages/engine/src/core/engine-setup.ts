@@ -1,0 +1,140 @@
+import { KVCacheManager } from '@pagoda/kv-cache';
+import { type NormalizedSamplingParams, Sampler, type SamplingParams, validateSamplingParams } from '@pagoda/sampling';
+import { RequestRejectedError, Scheduler } from '@pagoda/scheduler';
+import { resolve } from 'node:path';
+import { PagodaEngineError } from '../errors';
+import { type GenerationConfig, loadGenerationConfig } from '../frontend/generation-config';
+import { type ChatMessage, type ChatTemplateOptions, TextTokenizer } from '../frontend/text-tokenizer';
+import { loadModelConfig, type ModelConfig } from '../model-config';
+import { type LoadModelOptions, ModelRunner } from '../model-runner';
+import { EngineCore } from './engine-core';
+import { type EngineOptions, resolveEngineOptions, type ResolvedEngineOptions } from './engine-options';
+import type { FrontendRequest } from './output-processor';
+
+/** What the frontend knows of the model: enough to tokenize, validate and detokenize without the core. */
+export interface ModelContext {
+  readonly modelDir: string;
+  readonly modelConfig: ModelConfig;
+  readonly tokenizer: TextTokenizer;
+  readonly generationConfig: GenerationConfig;
+  readonly options: ResolvedEngineOptions;
+  /** config.json's, generation_config.json's and the tokenizer's end-of-sequence ids together. */
+  readonly eosTokenIds: readonly number[];
+}
+
+/** A prompt: text, token ids, or either in an object. */
+export type PromptInput = string | readonly number[] | { prompt: string } | { promptTokenIds: readonly number[] };
+
+export async function loadModelContext(model: string, engineOptions: EngineOptions = {}): Promise<ModelContext> {
+  const modelDir = resolve(model);
+  const [modelConfig, tokenizer, generationConfig] = await Promise.all([
+    loadModelConfig(modelDir),
+    TextTokenizer.load(modelDir),
+    loadGenerationConfig(modelDir),
+  ]);
+  const options = resolveEngineOptions(engineOptions, modelConfig);
+  const eosTokenIds = [...new Set([...modelConfig.eosTokenIds, ...generationConfig.eosTokenIds, ...(tokenizer.eosTokenId === undefined ? [] : [tokenizer.eosTokenId])])];
+  return { modelDir, modelConfig, tokenizer, generationConfig, options, eosTokenIds };
+}
+
+/** Builds the engine core: the model runner over a KV cache of the planned size, the scheduler and the sampler. */
+export async function createEngineCore(
+  context: Pick<ModelContext, 'modelDir' | 'options'>,
+  loadOptions: Pick<LoadModelOptions, 'onProgress'> = {},
+): Promise<EngineCore> {
+  const { options } = context;
+  const { numBlocks } = options.kvCache;
+  const runner = await ModelRunner.load(context.modelDir, {
+    numBlocks,
+    blockSize: options.blockSize,
+    executionProvider: options.device,
+    loadFormat: options.loadFormat,
+    seed: options.seed,
+    ...(options.intraOpNumThreads === undefined ? {} : { intraOpNumThreads: options.intraOpNumThreads }),
+    ...loadOptions,
+  });
+  const kvCacheManager = new KVCacheManager({
+    numBlocks,
+    blockSize: options.blockSize,
+    maxModelLen: options.maxModelLen,
+    enablePrefixCaching: options.enablePrefixCaching,
+  });
+  const scheduler = new Scheduler(
+    {
+      maxNumSeqs: options.maxNumSeqs,
+      maxNumBatchedTokens: options.maxNumBatchedTokens,
+      maxModelLen: options.maxModelLen,
+      policy: options.schedulingPolicy,
+      longPrefillTokenThreshold: options.longPrefillTokenThreshold,
+    },
+    kvCacheManager,
+  );
+  return new EngineCore(scheduler, runner, new Sampler());
+}
+
+/**
+ * Sampling parameters as the engine applies them: the request's own, then generation_config.json's defaults
+ * (unless `generationConfig: 'vllm'`), then vLLM's; validated against the model.
+ */
+export function resolveSamplingParams(context: ModelContext, params: SamplingParams = {}): NormalizedSamplingParams {
+  const merged: Record<string, unknown> = { ...params };
+  if (context.options.generationConfig === 'auto') {
+    for (const [name, value] of Object.entries(context.generationConfig.defaults)) {
+      if (merged[name] === undefined || merged[name] === null) merged[name] = value;
+    }
+  }
+  return validateSamplingParams(merged as SamplingParams, {
+    vocabSize: context.modelConfig.vocabSize,
+    maxLogprobs: context.options.maxLogprobs,
+  });
+}
+
+/** Tokenizes (or checks) a prompt and validates it with its parameters, ready for the output processor. */
+export function prepareRequest(
+  context: ModelContext,
+  requestId: string,
+  input: PromptInput,
+  params: SamplingParams | NormalizedSamplingParams | undefined,
+  extra: { priority?: number; cacheSalt?: string; addSpecialTokens?: boolean; normalized?: boolean } = {},
+): FrontendRequest {
+  let prompt: string | undefined;
+  let promptTokenIds: readonly number[];
+  if (typeof input === 'string' || (typeof input === 'object' && 'prompt' in input)) {
+    prompt = typeof input === 'string' ? input : input.prompt;
+    promptTokenIds = context.tokenizer.encode(prompt, { addSpecialTokens: extra.addSpecialTokens ?? true });
+  } else {
+    promptTokenIds = Array.isArray(input) ? (input as readonly number[]) : (input as { promptTokenIds: readonly number[] }).promptTokenIds;
+    const vocabSize = context.modelConfig.vocabSize;
+    const bad = promptTokenIds.find((tokenId) => !Number.isInteger(tokenId) || tokenId < 0 || tokenId >= vocabSize);
+    if (bad !== undefined) {
+      throw new RequestRejectedError('invalid_request', `prompt token id ${bad} is outside the vocabulary [0, ${vocabSize})`, 'prompt');
+    }
+  }
+  if (promptTokenIds.length === 0) throw new RequestRejectedError('invalid_request', 'the prompt must contain at least one token', 'prompt');
+  const samplingParams = extra.normalized ? (params as NormalizedSamplingParams) : resolveSamplingParams(context, params);
+  const maxModelLen = context.options.maxModelLen;
+  const total = promptTokenIds.length + samplingParams.maxTokens;
+  if (total > maxModelLen) {
+    throw new RequestRejectedError(
+      'context_length_exceeded',
+      `This model's maximum context length is ${maxModelLen} tokens. However, you requested ${total} tokens ` +
+        `(${promptTokenIds.length} in the prompt, ${samplingParams.maxTokens} in the completion). Please reduce the length of the prompt or completion.`,
+      promptTokenIds.length >= maxModelLen ? 'prompt' : 'max_tokens',
+    );
+  }
+  return {
+    requestId,
+    prompt,
+    promptTokenIds: [...promptTokenIds],
+    samplingParams,
+    eosTokenIds: context.eosTokenIds,
+    ...(extra.priority === undefined ? {} : { priority: extra.priority }),
+    ...(extra.cacheSalt === undefined ? {} : { cacheSalt: extra.cacheSalt }),
+  };
+}
+
+/** Renders a conversation with the chat template; the rendered text is tokenized without adding special tokens. */
+export function renderChat(context: ModelContext, messages: readonly ChatMessage[], options: ChatTemplateOptions = {}): string {
+  if (messages.length === 0) throw new PagodaEngineError('invalid_messages', 'messages must contain at least one message');
+  return context.tokenizer.applyChatTemplate(messages, options);
+}
