@@ -1,3 +1,4 @@
 import { pagodaProject } from '@pagoda/vitest-config';
 
-export default pagodaProject();
+// The global setup bundles the entries that worker threads and child processes load (see test-global-setup.ts).
+export default pagodaProject({ test: { globalSetup: ['./src/test-global-setup.ts'] } });

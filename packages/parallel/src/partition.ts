@@ -1,12 +1,9 @@
+import { PartitionError } from './errors';
+
 /** A half-open range `[start, end)`. */
 export interface Range {
   start: number;
   end: number;
-}
-
-/** Thrown when a model cannot be split the way a parallel layout asks. */
-export class PartitionError extends Error {
-  override readonly name = 'PartitionError';
 }
 
 /**
@@ -23,6 +20,7 @@ export function partitionLayers(numLayers: number, pipelineParallelSize: number)
   if (pipelineParallelSize > numLayers) {
     throw new PartitionError(
       `pipeline_parallel_size (${pipelineParallelSize}) must not exceed the model's ${numLayers} layers`,
+      { param: 'pipeline_parallel_size', value: pipelineParallelSize },
     );
   }
   const sizes = new Array<number>(pipelineParallelSize).fill(Math.floor(numLayers / pipelineParallelSize));
@@ -47,19 +45,23 @@ export function shardRange(what: string, size: number, tensorParallelSize: numbe
   requirePositiveInteger(what, size);
   requirePositiveInteger('tensor_parallel_size', tensorParallelSize);
   if (!Number.isInteger(rank) || rank < 0 || rank >= tensorParallelSize) {
-    throw new PartitionError(`rank must be an integer in [0, ${tensorParallelSize}), got ${rank}`);
+    throw new PartitionError(`rank must be an integer in [0, ${tensorParallelSize}), got ${rank}`, {
+      param: 'rank',
+      value: rank,
+    });
   }
   if (size % tensorParallelSize !== 0) {
     throw new PartitionError(
       `${what} (${size}) must be divisible by tensor_parallel_size (${tensorParallelSize})`,
+      { param: 'tensor_parallel_size', value: tensorParallelSize },
     );
   }
   const shard = size / tensorParallelSize;
   return { start: rank * shard, end: (rank + 1) * shard };
 }
 
-function requirePositiveInteger(name: string, value: number): void {
+export function requirePositiveInteger(name: string, value: number): void {
   if (!Number.isInteger(value) || value < 1) {
-    throw new PartitionError(`${name} must be a positive integer, got ${value}`);
+    throw new PartitionError(`${name} must be a positive integer, got ${value}`, { param: name, value });
   }
 }
