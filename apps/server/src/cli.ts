@@ -1,3 +1,4 @@
+import { EngineOptionsError, KvCacheCapacityError } from '@pagoda/engine';
 import packageJson from '../package.json' with { type: 'json' };
 import { parseServeArgs, usage, UsageError } from './args';
 import { serve } from './serve';
@@ -10,11 +11,17 @@ async function main(argv: readonly string[]): Promise<void> {
   }
   if (command !== 'serve') throw new UsageError(`unknown command ${JSON.stringify(command)}\n\n${usage}`);
   const running = await serve(parseServeArgs(rest), packageJson.version, (line) => console.log(line));
+  let stopping = false;
   const stop = (signal: string) => {
-    console.log(`${signal}: closing the server`);
-    running.server.close().then(
+    if (stopping) return;
+    stopping = true;
+    console.log(`${signal}: no longer accepting requests; draining those in flight`);
+    running.stop().then(
       () => process.exit(0),
-      () => process.exit(1),
+      (error: unknown) => {
+        console.error(`pagoda: while stopping: ${String(error)}`);
+        process.exit(1);
+      },
     );
   };
   process.once('SIGINT', () => stop('SIGINT'));
@@ -22,7 +29,7 @@ async function main(argv: readonly string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((error: unknown) => {
-  if (error instanceof UsageError) {
+  if (error instanceof UsageError || error instanceof EngineOptionsError || KvCacheCapacityError.isInstance(error)) {
     console.error(`pagoda: ${error.message}`);
     process.exit(2);
   }

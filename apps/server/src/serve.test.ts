@@ -1,28 +1,76 @@
+import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import OpenAI from 'openai';
 import { describe, expect, it } from 'vitest';
-import { defaultModelDir, parseServeArgs, UsageError } from './args';
+import { parseServeArgs } from './args';
 import { serve } from './serve';
 
-describe('pagoda serve', () => {
-  it('defaults to the built-in model on 127.0.0.1:8000', () => {
-    expect(parseServeArgs([])).toEqual({ model: defaultModelDir, host: '127.0.0.1', port: 8000, servedModelName: undefined });
-  });
-
-  it('rejects an unknown flag and a bad port with a usage error', () => {
-    expect(() => parseServeArgs(['--modle', 'x'])).toThrow(UsageError);
-    expect(() => parseServeArgs(['--port', '70000'])).toThrow('--port must be an integer in [0, 65535], got "70000"');
-  });
-
-  it('serves the built-in default model over HTTP', async () => {
+describe('pagoda serve on the built-in default model', () => {
+  it('logs the KV cache plan, answers the openai client, and logs statistics while busy', async () => {
     const lines: string[] = [];
-    const running = await serve(parseServeArgs(['--port', '0']), '0.0.0-test', (line) => lines.push(line));
+    const running = await serve(parseServeArgs(['--port', '0', '--kv-cache-memory', '8MiB', '--max-model-len', '1024'], {}), '0.0.0-test', (line) => lines.push(line), 50);
     try {
       expect(running.servedModelName).toBe('tiny-qwen2');
-      expect((await fetch(`${running.url}/health`)).status).toBe(200);
-      const models = (await (await fetch(`${running.url}/v1/models`)).json()) as { data: Array<{ id: string }> };
-      expect(models.data[0]!.id).toBe('tiny-qwen2');
-      expect(lines.join('\n')).toMatch(/not implemented yet/);
+      expect(lines.join('\n')).toMatch(/KV cache: \d+ blocks of 16 tokens .*; maximum concurrency for 1024-token requests: \d+\.\d+x/);
+      const client = new OpenAI({ baseURL: `${running.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+      const chat = await client.chat.completions.create({ model: 'tiny-qwen2', messages: [{ role: 'user', content: 'Hello' }], max_tokens: 20, temperature: 0 });
+      expect(chat.choices[0]!.message.role).toBe('assistant');
+      expect(chat.usage!.completion_tokens).toBeGreaterThan(0);
+      await new Promise((resolve) => setTimeout(resolve, 120));
+      expect(lines.some((line) => /generation [\d.]+ tok\/s, running \d+, waiting \d+, KV usage [\d.]+%, prefix-cache hit rate/.test(line))).toBe(true);
     } finally {
-      await running.server.close();
+      await running.stop();
     }
   });
+
+  it.each([
+    [['--max-model-len', '999999'], /max_model_len \(999999\) is larger than the model's max_position_embeddings \(32768\)/],
+    [['--block-size', '0'], /block_size must be a positive integer/],
+    [['--kv-cache-memory', '1KiB'], /max_model_len 32768 needs .* raise --kv-cache-memory, or lower max_model_len/],
+    [['--device', 'tpu'], /device must be one of cpu, cuda, webgpu/],
+    [['--generation-config', 'maybe'], /generation_config must be one of auto, vllm/],
+  ])('refuses %j, naming the option', async (argv, message) => {
+    await expect(serve(parseServeArgs(['--port', '0', ...argv], {}), 'test', () => undefined)).rejects.toThrow(message);
+  });
+});
+
+describe('pagoda serve as a process', () => {
+  it('drains an in-flight stream on SIGTERM, then exits 0', async () => {
+    const here = dirname(fileURLToPath(import.meta.url));
+    const tsx = createRequire(import.meta.url).resolve('tsx');
+    const child = spawn(process.execPath, ['--import', tsx, '--conditions=@pagoda/source', join(here, 'cli.ts'), 'serve', '--port', '0', '--kv-cache-memory', '8MiB', '--max-model-len', '1024'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stderr.on('data', (chunk) => (output += chunk));
+    const url = await new Promise<string>((resolve, reject) => {
+      child.stdout.on('data', (chunk: Buffer) => {
+        output += chunk;
+        const match = /listening on (http:\/\/\S+)/.exec(output);
+        if (match) resolve(match[1]!);
+      });
+      child.once('exit', (code) => reject(new Error(`pagoda exited early (${code}): ${output}`)));
+    });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const response = await fetch(`${url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'tiny-qwen2', prompt: 'Count', max_tokens: 60, ignore_eos: true, stream: true }),
+    });
+    const reader = response.body!.getReader();
+    await reader.read(); // the stream has started
+    child.kill('SIGTERM');
+    let text = '';
+    const decoder = new TextDecoder();
+    while (true) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value, { stream: true });
+    }
+    expect(text.trimEnd().endsWith('data: [DONE]')).toBe(true);
+    expect(await exited).toBe(0);
+    expect(output).toMatch(/SIGTERM: no longer accepting requests; draining those in flight/);
+  }, 60_000);
 });

@@ -1,25 +1,75 @@
-import { loadModelConfig } from '@pagoda/engine';
+import { AsyncLLM, formatBytes } from '@pagoda/engine';
 import { createPagodaServer, type PagodaServer } from '@pagoda/server';
+import { existsSync, readFileSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import type { ServeOptions } from './args';
 
 export interface RunningServer {
   server: PagodaServer;
+  engine: AsyncLLM;
   url: string;
   servedModelName: string;
+  /** Stops accepting, drains in-flight requests, frees the engine. */
+  stop(): Promise<void>;
 }
 
-/** Loads the model's configuration and starts the HTTP server. */
-export async function serve(options: ServeOptions, version: string, log: (line: string) => void): Promise<RunningServer> {
+/** Loads the model, logs the KV cache plan, starts the HTTP server and the periodic statistics line. */
+export async function serve(options: ServeOptions, version: string, log: (line: string) => void, statsIntervalMs = 5000): Promise<RunningServer> {
   const modelDir = resolve(options.model);
-  const modelConfig = await loadModelConfig(modelDir);
+  const chatTemplate =
+    options.chatTemplate !== undefined && existsSync(options.chatTemplate) ? readFileSync(options.chatTemplate, 'utf8') : options.chatTemplate;
+  const engine = await AsyncLLM.create(modelDir, options.engine);
+  const { modelConfig, options: engineOptions } = engine.context;
+  const plan = engineOptions.kvCache;
   const servedModelName = options.servedModelName ?? basename(modelDir);
-  const server = createPagodaServer({ servedModelName, modelConfig, version });
+  log(`pagoda ${version}: ${servedModelName} (${modelConfig.architecture}, ${modelConfig.numLayers} layers) from ${modelDir} on ${engineOptions.device}`);
+  log(
+    `KV cache: ${plan.numBlocks} blocks of ${plan.blockSize} tokens (${formatBytes(plan.kvCacheBytes)}), ${plan.maxTokens} tokens; ` +
+      `maximum concurrency for ${plan.maxModelLen}-token requests: ${plan.maxConcurrency.toFixed(2)}x`,
+  );
+  const server = createPagodaServer({
+    engine,
+    servedModelName,
+    version,
+    apiKey: options.apiKey,
+    allowedOrigins: options.allowedOrigins,
+    maxWaitingRequests: options.maxWaitingRequests,
+    chatTemplate,
+  });
   const address = await server.listen(options.port, options.host);
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const url = `http://${host}:${address.port}`;
-  log(`pagoda ${version}: model ${servedModelName} (${modelConfig.architecture}, ${modelConfig.numLayers} layers) from ${modelDir}`);
-  log(`listening on ${url}: GET /health, /version, /v1/models`);
-  log('text generation (/v1/completions, /v1/chat/completions) is not implemented yet; those routes answer 501');
-  return { server, url, servedModelName };
+  log(`listening on ${url} (OpenAI-compatible: /v1/completions, /v1/chat/completions, /v1/models; /health, /metrics)`);
+
+  let last = { time: performance.now(), prompt: 0, generation: 0, queries: 0, hits: 0 };
+  const timer = setInterval(() => {
+    const stats = engine.makeStats();
+    const totals = server.metrics.totals();
+    const now = performance.now();
+    const seconds = (now - last.time) / 1000;
+    const busy = stats.numRunningRequests + stats.numWaitingRequests > 0 || totals.generationTokens > last.generation;
+    if (busy) {
+      const queries = stats.prefixCacheQueries - last.queries;
+      const hits = stats.prefixCacheHits - last.hits;
+      log(
+        `prompt ${((totals.promptTokens - last.prompt) / seconds).toFixed(1)} tok/s, generation ${((totals.generationTokens - last.generation) / seconds).toFixed(1)} tok/s, ` +
+          `running ${stats.numRunningRequests}, waiting ${stats.numWaitingRequests}, KV usage ${(stats.kvCacheUsage * 100).toFixed(1)}%, ` +
+          `prefix-cache hit rate ${queries > 0 ? ((hits / queries) * 100).toFixed(1) : '0.0'}%`,
+      );
+    }
+    last = { time: now, prompt: totals.promptTokens, generation: totals.generationTokens, queries: stats.prefixCacheQueries, hits: stats.prefixCacheHits };
+  }, statsIntervalMs);
+  timer.unref();
+
+  return {
+    server,
+    engine,
+    url,
+    servedModelName,
+    async stop() {
+      clearInterval(timer);
+      await server.close();
+      await engine.close();
+    },
+  };
 }

@@ -34,6 +34,8 @@ export interface SamplingParams {
   readonly stopTokenIds?: readonly number[] | null;
   /** `ignore_eos`: EOS does not end the output, so min_tokens does not mask it either. */
   readonly ignoreEos?: boolean | null;
+  /** `include_stop_str_in_output`: keep the matched stop string at the end of the text. Applied by the detokenizing caller. */
+  readonly includeStopStrInOutput?: boolean | null;
   /** `logprobs`: return the sampled token's logprob and this many top logprobs (0: the sampled token only). */
   readonly logprobs?: number | null;
 }
@@ -57,6 +59,7 @@ export interface NormalizedSamplingParams {
   readonly stop: readonly string[];
   readonly stopTokenIds: readonly number[];
   readonly ignoreEos: boolean;
+  readonly includeStopStrInOutput: boolean;
   readonly logprobs: number | null;
 }
 
@@ -80,6 +83,7 @@ export const DEFAULT_SAMPLING_PARAMS: NormalizedSamplingParams = Object.freeze({
   stop: Object.freeze([]),
   stopTokenIds: Object.freeze([]),
   ignoreEos: false,
+  includeStopStrInOutput: false,
   logprobs: null,
 });
 

@@ -73,6 +73,11 @@ export function validateSamplingParams(
     throw new SamplingParamsError({ param: 'ignore_eos', expected: 'a boolean', value: ignoreEos });
   }
 
+  const includeStopStrInOutput = optional(params.includeStopStrInOutput, defaults.includeStopStrInOutput);
+  if (typeof includeStopStrInOutput !== 'boolean') {
+    throw new SamplingParamsError({ param: 'include_stop_str_in_output', expected: 'a boolean', value: includeStopStrInOutput });
+  }
+
   const logprobs = optional(params.logprobs, defaults.logprobs);
   if (logprobs !== null && (!Number.isInteger(logprobs) || logprobs < 0 || logprobs > maxLogprobs)) {
     throw new SamplingParamsError({
@@ -104,6 +109,7 @@ export function validateSamplingParams(
     stop,
     stopTokenIds,
     ignoreEos,
+    includeStopStrInOutput,
     logprobs,
   });
 }

@@ -4,10 +4,8 @@ const errorTypes: Readonly<Record<number, string>> = {
   401: 'AuthenticationError',
   404: 'NotFoundError',
   405: 'MethodNotAllowedError',
-  413: 'BadRequestError',
   429: 'RateLimitError',
   500: 'InternalServerError',
-  501: 'NotImplementedError',
   503: 'ServiceUnavailableError',
 };
 
@@ -18,4 +16,16 @@ export interface ErrorBody {
 
 export function errorBody(status: number, message: string, param: string | null = null): ErrorBody {
   return { error: { message, type: errorTypes[status] ?? 'InternalServerError', param, code: status } };
+}
+
+/** An error the server answers with `status` and an OpenAI-style body naming `param`. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly param: string | null = null,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
 }

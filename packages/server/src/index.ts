@@ -1,4 +1,6 @@
-export { errorBody } from './http-error';
+export { ApiError, errorBody } from './http-error';
 export type { ErrorBody } from './http-error';
+export { Counter, Gauge, Histogram, prometheusContentType, Registry } from './metrics';
+export { PagodaMetrics } from './pagoda-metrics';
 export { createPagodaServer } from './server';
-export type { PagodaServer, PagodaServerOptions } from './server';
+export type { PagodaServer, PagodaServerOptions, ServedEngine } from './server';

@@ -1,50 +1,319 @@
-import { loadModelConfig } from '@pagoda/engine';
-import { fixturePath } from '@pagoda/fixtures';
+import { AsyncLLM } from '@pagoda/engine';
+import { fixturePath, readFixtureJson } from '@pagoda/fixtures';
+import OpenAI from 'openai';
+import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPagodaServer, type ErrorBody, type PagodaServer } from './index';
 
-describe('createPagodaServer over real HTTP', () => {
-  let server: PagodaServer;
-  let baseUrl: string;
+interface Reference {
+  prompts: Array<{ ids: number[]; greedy: { ids: number[]; text_in_context: string } }>;
+}
 
-  beforeAll(async () => {
-    const modelConfig = await loadModelConfig(fixturePath('tiny-qwen2'));
-    server = createPagodaServer({ servedModelName: 'tiny-qwen2', modelConfig, version: '1.2.3' });
-    const address = await server.listen(0);
-    baseUrl = `http://127.0.0.1:${address.port}`;
+const model = 'tiny-qwen2';
+const reference = readFixtureJson<Reference>(model, 'reference.json');
+let engine: AsyncLLM;
+let server: PagodaServer;
+let baseUrl: string;
+let client: OpenAI;
+
+beforeAll(async () => {
+  engine = await AsyncLLM.create(fixturePath(model), { kvCacheMemory: '16MiB', maxModelLen: 512, intraOpNumThreads: 1 });
+  server = createPagodaServer({ engine, servedModelName: model, version: '1.2.3', maxWaitingRequests: 1000 });
+  const address = await server.listen(0);
+  baseUrl = `http://127.0.0.1:${address.port}`;
+  client = new OpenAI({ baseURL: `${baseUrl}/v1`, apiKey: 'unused', maxRetries: 0 });
+}, 60_000);
+
+afterAll(async () => {
+  await server?.close();
+  await engine?.close();
+});
+
+async function post(path: string, body: unknown, headers: Record<string, string> = {}) {
+  const response = await fetch(`${baseUrl}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> & ErrorBody };
+}
+
+const greedy = { temperature: 0, max_tokens: 24, ignore_eos: true };
+
+describe('completions', () => {
+  it('returns the reference greedy text for a token-id prompt, with usage', async () => {
+    const prompt = reference.prompts[0]!;
+    const completion = await client.completions.create({ model, prompt: prompt.ids, ...greedy } as never);
+    expect(completion.choices[0]!.text).toBe(prompt.greedy.text_in_context);
+    expect(completion.choices[0]!.finish_reason).toBe('length');
+    expect(completion.usage).toEqual({ prompt_tokens: prompt.ids.length, completion_tokens: 24, total_tokens: prompt.ids.length + 24 });
   });
 
-  afterAll(async () => {
-    await server.close();
+  it('streams deltas that concatenate to the non-streamed text, then usage and [DONE]', async () => {
+    const prompts = reference.prompts.map((prompt) => prompt.ids);
+    const whole = await client.completions.create({ model, prompt: prompts, ...greedy } as never);
+    const stream = await client.completions.create({ model, prompt: prompts, ...greedy, stream: true, stream_options: { include_usage: true } } as never);
+    const texts = ['', '', ''];
+    let usage: unknown;
+    for await (const chunk of stream as unknown as AsyncIterable<OpenAI.Completion>) {
+      for (const choice of chunk.choices) texts[choice.index] += choice.text;
+      if (chunk.usage) usage = chunk.usage;
+    }
+    expect(texts).toEqual(whole.choices.map((choice) => choice.text));
+    expect(texts).toEqual(reference.prompts.map((prompt) => prompt.greedy.text_in_context));
+    expect(usage).toEqual(whole.usage);
   });
 
-  it('answers /health with 200 and /version with the version', async () => {
+  it('gives n samples per prompt with legacy logprobs, and echoes the prompt', async () => {
+    const completion = await client.completions.create({ model, prompt: 'Hello', n: 2, max_tokens: 4, temperature: 1, seed: 1, logprobs: 2, echo: true } as never);
+    expect(completion.choices.map((choice) => choice.index)).toEqual([0, 1]);
+    for (const choice of completion.choices) {
+      expect(choice.text.startsWith('Hello')).toBe(true);
+      expect(choice.logprobs!.tokens).toHaveLength(4);
+      expect(choice.logprobs!.token_logprobs).toHaveLength(4);
+      expect(Object.keys(choice.logprobs!.top_logprobs![0]!).length).toBeLessThanOrEqual(2);
+      expect(choice.logprobs!.text_offset![0]).toBe(0);
+    }
+  });
+
+  it('lets a request without max_tokens generate up to max_model_len minus its prompt', async () => {
+    const { status, body } = await post('/v1/completions', { model, prompt: [1, 2, 3], min_tokens: 509, ignore_eos: true, temperature: 0 });
+    expect(status).toBe(200);
+    expect((body as unknown as OpenAI.Completion).usage!.completion_tokens).toBe(509);
+  });
+});
+
+describe('chat completions', () => {
+  it('answers like the engine, streamed and not, with correct usage', async () => {
+    const messages = [{ role: 'user' as const, content: 'What is paged attention?' }];
+    const whole = await client.chat.completions.create({ model, messages, ...greedy } as never);
+    const engineText = await (async () => {
+      let text = '';
+      for await (const delta of engine.generate({ messages, samplingParams: { temperature: 0, maxTokens: 24, ignoreEos: true } })) text += delta.outputs[0]!.text;
+      return text;
+    })();
+    expect(whole.choices[0]!.message.content).toBe(engineText);
+    expect(whole.usage!.prompt_tokens).toBe(14); // the qwen3 chat fixture renders this conversation to 14 ids
+    const stream = await client.chat.completions.create({ model, messages, ...greedy, stream: true, stream_options: { include_usage: true } } as never);
+    let content = '';
+    let role: string | undefined;
+    let finish: string | null = null;
+    let usage: unknown;
+    for await (const chunk of stream as unknown as AsyncIterable<OpenAI.ChatCompletionChunk>) {
+      for (const choice of chunk.choices) {
+        role ??= choice.delta.role;
+        content += choice.delta.content ?? '';
+        finish = choice.finish_reason ?? finish;
+      }
+      if (chunk.usage) usage = chunk.usage;
+    }
+    expect(role).toBe('assistant');
+    expect(content).toBe(engineText);
+    expect(finish).toBe('length');
+    expect(usage).toEqual(whole.usage);
+  });
+
+  it('returns chat logprobs with top alternatives', async () => {
+    const completion = await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 3, temperature: 0, logprobs: true, top_logprobs: 2 });
+    const content = completion.choices[0]!.logprobs!.content!;
+    expect(content).toHaveLength(3);
+    expect(content[0]!.top_logprobs).toHaveLength(2);
+    expect(content[0]!.logprob).toBe(content[0]!.top_logprobs[0]!.logprob);
+  });
+
+  it('passes chat_template_kwargs to the template (enable_thinking)', async () => {
+    const body = { model, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 1 };
+    const on = await post('/v1/chat/completions', { ...body, chat_template_kwargs: { enable_thinking: true } });
+    const off = await post('/v1/chat/completions', { ...body, chat_template_kwargs: { enable_thinking: false } });
+    const usage = (response: { body: Record<string, unknown> }) => (response.body.usage as { prompt_tokens: number }).prompt_tokens;
+    expect(usage(off)).toBeGreaterThan(usage(on)); // enable_thinking false adds an empty think block
+  });
+});
+
+describe('validation: status, param and message', () => {
+  const cases: Array<[string, Record<string, unknown>, number, string | null, RegExp]> = [
+    ['temperature', { temperature: 3 }, 400, 'temperature', /temperature must be in \[0, 2\], got 3/],
+    ['top_p', { top_p: 1.5 }, 400, 'top_p', /top_p must be in \(0, 1\], got 1.5/],
+    ['top_k', { top_k: -2 }, 400, 'top_k', /top_k must be/],
+    ['min_p', { min_p: 2 }, 400, 'min_p', /min_p must be in \[0, 1\]/],
+    ['repetition_penalty', { repetition_penalty: 0 }, 400, 'repetition_penalty', /repetition_penalty must be > 0/],
+    ['presence_penalty', { presence_penalty: 3 }, 400, 'presence_penalty', /presence_penalty must be in \[-2, 2\]/],
+    ['frequency_penalty', { frequency_penalty: -3 }, 400, 'frequency_penalty', /frequency_penalty must be in \[-2, 2\]/],
+    ['max_tokens', { max_tokens: 0 }, 400, 'max_tokens', /max_tokens must be an integer >= 1, got 0/],
+    ['min_tokens', { max_tokens: 2, min_tokens: 5 }, 400, 'min_tokens', /min_tokens must be/],
+    ['n when greedy', { n: 2, temperature: 0 }, 400, 'n', /n must be 1 when sampling greedily/],
+    ['n', { n: 0 }, 400, 'n', /n must be an integer >= 1/],
+    ['logprobs', { logprobs: 50 }, 400, 'logprobs', /logprobs must be an integer in \[0, 20\]/],
+    ['logit_bias', { logit_bias: { '999999': 5 } }, 400, 'logit_bias', /logit_bias/],
+    ['stop', { stop: [''] }, 400, 'stop', /stop/],
+    ['context length', { max_tokens: 600 }, 400, 'max_tokens', /maximum context length is 512 tokens/],
+    ['a wrong type', { temperature: 'hot' }, 400, 'temperature', /temperature must be a number, got string/],
+    ['an unknown model', { model: 'gpt-9' }, 404, 'model', /The model `gpt-9` does not exist/],
+    ['a bad prompt', { prompt: { text: 'x' } }, 400, 'prompt', /prompt must be/],
+  ];
+  it.each(cases)('%s', async (_name, fields, status, param, message) => {
+    const response = await post('/v1/completions', { model, prompt: 'Hello', ...fields });
+    expect(response.status).toBe(status);
+    expect(response.body.error.param).toBe(param);
+    expect(response.body.error.message).toMatch(message);
+    expect(response.body.error.code).toBe(status);
+  });
+
+  it('names top_logprobs for chat and refuses it without logprobs', async () => {
+    const response = await post('/v1/chat/completions', { model, messages: [{ role: 'user', content: 'x' }], top_logprobs: 2 });
+    expect(response.status).toBe(400);
+    expect(response.body.error.param).toBe('top_logprobs');
+  });
+
+  it('refuses malformed JSON, a non-object body and an oversized body with 400, and keeps serving', async () => {
+    expect((await post('/v1/completions', '{"model": ')).status).toBe(400);
+    expect((await post('/v1/completions', '[1, 2]')).status).toBe(400);
+    const huge = JSON.stringify({ model, prompt: 'x'.repeat(17 * 2 ** 20) });
+    const response = await post('/v1/completions', huge);
+    expect(response.status).toBe(400);
+    expect(response.body.error.message).toMatch(/over the limit/);
+    expect((await fetch(`${baseUrl}/health`)).status).toBe(200);
+  });
+
+  it('refuses empty messages and non-text content parts', async () => {
+    expect((await post('/v1/chat/completions', { model, messages: [] })).body.error.param).toBe('messages');
+    const image = await post('/v1/chat/completions', { model, messages: [{ role: 'user', content: [{ type: 'image_url', image_url: {} }] }] });
+    expect(image.status).toBe(400);
+    expect(image.body.error.message).toMatch(/text part/);
+  });
+});
+
+describe('the other endpoints', () => {
+  it('lists the model, reports health and version, tokenizes and detokenizes', async () => {
+    const models = await client.models.list();
+    expect(models.data.map((entry) => entry.id)).toEqual([model]);
     expect((await fetch(`${baseUrl}/health`)).status).toBe(200);
     expect(await (await fetch(`${baseUrl}/version`)).json()).toEqual({ version: '1.2.3' });
+    const tokenized = await post('/tokenize', { prompt: 'Hello world' });
+    expect(tokenized.body).toEqual({ count: 2, max_model_len: 512, tokens: [9707, 1879] });
+    expect((await post('/detokenize', { tokens: [9707, 1879] })).body).toEqual({ prompt: 'Hello world' });
+    expect((await post('/detokenize', { tokens: [-1] })).status).toBe(400);
   });
 
-  it('lists the served model with its maximum context length', async () => {
-    const body = (await (await fetch(`${baseUrl}/v1/models`)).json()) as { object: string; data: unknown[] };
-    expect(body.object).toBe('list');
-    expect(body.data).toEqual([expect.objectContaining({ id: 'tiny-qwen2', object: 'model', max_model_len: 32768 })]);
+  it('serves /metrics in the Prometheus text format with the series vLLM users watch', async () => {
+    const response = await fetch(`${baseUrl}/metrics`);
+    expect(response.headers.get('content-type')).toMatch(/^text\/plain; version=0.0.4/);
+    const families = parsePrometheusTextFormat(await response.text());
+    const names = new Set(families.map((family) => family.name));
+    for (const name of [
+      'pagoda:num_requests_running',
+      'pagoda:num_requests_waiting',
+      'pagoda:kv_cache_usage_perc',
+      'pagoda:num_preemptions_total',
+      'pagoda:prompt_tokens_total',
+      'pagoda:generation_tokens_total',
+      'pagoda:request_success_total',
+      'pagoda:prefix_cache_queries_total',
+      'pagoda:prefix_cache_hits_total',
+      'pagoda:time_to_first_token_seconds',
+      'pagoda:inter_token_latency_seconds',
+      'pagoda:e2e_request_latency_seconds',
+    ]) {
+      expect(names).toContain(name);
+    }
+    const ttft = families.find((family) => family.name === 'pagoda:time_to_first_token_seconds')!;
+    expect(ttft.type).toBe('HISTOGRAM');
+    expect(Number(ttft.metrics[0]!.count)).toBeGreaterThan(0);
   });
 
-  it('answers an unknown route with an OpenAI-style 404 body', async () => {
-    const response = await fetch(`${baseUrl}/v2/nothing`);
-    expect(response.status).toBe(404);
-    expect(await response.json()).toEqual({
-      error: { message: 'no route for GET /v2/nothing', type: 'NotFoundError', param: null, code: 404 },
-    });
+  it('answers CORS preflights', async () => {
+    const response = await fetch(`${baseUrl}/v1/completions`, { method: 'OPTIONS', headers: { origin: 'https://example.test' } });
+    expect(response.status).toBe(204);
+    expect(response.headers.get('access-control-allow-origin')).toBe('*');
+  });
+});
+
+describe('under load', () => {
+  it('serves 50 concurrent streaming clients while 10 disconnect midway, leaving no request running and no KV in use', async () => {
+    const run = async (index: number) => {
+      const controller = new AbortController();
+      const response = await fetch(`${baseUrl}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model, prompt: `Client ${index} says`, max_tokens: 40, ignore_eos: true, stream: true, temperature: 0.8, seed: index }),
+        signal: controller.signal,
+      });
+      const reader = response.body!.getReader();
+      const decoder = new TextDecoder();
+      let text = '';
+      let events = 0;
+      try {
+        while (true) {
+          const { done, value } = await reader.read();
+          if (done) break;
+          text += decoder.decode(value, { stream: true });
+          events = text.split('\n\n').length - 1;
+          if (index % 5 === 0 && events >= 3) {
+            controller.abort();
+            return 'disconnected';
+          }
+        }
+      } catch (error) {
+        if (controller.signal.aborted) return 'disconnected';
+        throw error;
+      }
+      expect(text.trimEnd().endsWith('data: [DONE]')).toBe(true);
+      return 'completed';
+    };
+    const results = await Promise.all(Array.from({ length: 50 }, (_, index) => run(index)));
+    expect(results.filter((result) => result === 'completed')).toHaveLength(40);
+    const deadline = Date.now() + 10_000;
+    let families = parsePrometheusTextFormat(await (await fetch(`${baseUrl}/metrics`)).text());
+    const value = (name: string) => Number(families.find((family) => family.name === name)!.metrics[0]!.value);
+    while ((value('pagoda:num_requests_running') !== 0 || value('pagoda:kv_cache_usage_perc') !== 0) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      families = parsePrometheusTextFormat(await (await fetch(`${baseUrl}/metrics`)).text());
+    }
+    expect(value('pagoda:num_requests_running')).toBe(0);
+    expect(value('pagoda:kv_cache_usage_perc')).toBe(0);
+    const success = families.find((family) => family.name === 'pagoda:request_success_total')!;
+    const aborted = success.metrics.find((metric) => metric.labels?.finished_reason === 'abort');
+    expect(Number(aborted!.value)).toBeGreaterThanOrEqual(10);
+  }, 60_000);
+});
+
+describe('access control and overload', () => {
+  it('protects /v1/* with the API key (401) and answers 429 past the waiting limit', async () => {
+    const guarded = createPagodaServer({ engine, servedModelName: model, version: '1', apiKey: 'secret', maxWaitingRequests: 0 });
+    const address = await guarded.listen(0);
+    const url = `http://127.0.0.1:${address.port}`;
+    try {
+      const missing = await fetch(`${url}/v1/models`);
+      expect(missing.status).toBe(401);
+      expect(((await missing.json()) as ErrorBody).error.type).toBe('AuthenticationError');
+      expect((await fetch(`${url}/health`)).status).toBe(200); // not under /v1
+      const keyed = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'secret', maxRetries: 0 });
+      expect((await keyed.models.list()).data).toHaveLength(1);
+      const overloaded = await fetch(`${url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: 'Bearer secret' },
+        body: JSON.stringify({ model, prompt: 'hi' }),
+      });
+      expect(overloaded.status).toBe(429);
+    } finally {
+      await guarded.close();
+    }
   });
 
-  it('says plainly that generation is not implemented yet, and keeps serving', async () => {
-    const response = await fetch(`${baseUrl}/v1/completions`, {
+  it('drains an in-flight stream on close, then stops accepting', async () => {
+    const draining = createPagodaServer({ engine, servedModelName: model, version: '1' });
+    const address = await draining.listen(0);
+    const url = `http://127.0.0.1:${address.port}`;
+    const streaming = fetch(`${url}/v1/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'tiny-qwen2', prompt: 'hi' }),
-    });
-    expect(response.status).toBe(501);
-    expect(((await response.json()) as ErrorBody).error.message).toMatch(/not implemented yet/);
-    expect((await fetch(`${baseUrl}/health`)).status).toBe(200);
+      body: JSON.stringify({ model, prompt: 'Count', max_tokens: 30, ignore_eos: true, stream: true }),
+    }).then((response) => response.text());
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    const closing = draining.close();
+    const text = await streaming;
+    await closing;
+    expect(text.trimEnd().endsWith('data: [DONE]')).toBe(true);
+    await expect(fetch(`${url}/health`)).rejects.toThrow();
   });
 });

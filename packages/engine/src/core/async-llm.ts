@@ -266,9 +266,10 @@ export class AsyncLLM {
  */
 function startWorker(workerData: EngineWorkerData): Worker {
   if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./engine-core-worker.js', import.meta.url), { workerData });
-  const tsxApi = createRequire(import.meta.url).resolve('tsx/esm/api');
+  // tsx's ESM entry (its CommonJS one cannot register hooks from a worker's ESM bootstrap).
+  const tsxApi = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm/api').replace(/index\.cjs$/, 'index.mjs')).href;
   const entry = new URL('./engine-core-worker.ts', import.meta.url).href;
-  const bootstrap = `import(${JSON.stringify(pathToFileURL(tsxApi).href)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}); });`;
+  const bootstrap = `import(${JSON.stringify(tsxApi)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}); });`;
   return new Worker(bootstrap, { eval: true, workerData, execArgv: ['--conditions=@pagoda/source'] });
 }
 

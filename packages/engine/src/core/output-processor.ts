@@ -103,7 +103,7 @@ export class OutputProcessor {
         parent,
         index,
         coreRequestId,
-        text: new OutputText(this.tokenizer, request.promptTokenIds, { stop: params.stop }),
+        text: new OutputText(this.tokenizer, request.promptTokenIds, { stop: params.stop, includeStopStrInOutput: params.includeStopStrInOutput }),
         tokenIds: [],
         logprobs: params.logprobs === null ? undefined : [],
         finishReason: undefined,
