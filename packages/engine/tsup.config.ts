@@ -1,8 +1,13 @@
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  // The engine core's worker thread is a second entry: AsyncLLM starts dist/engine-core-worker.js beside dist/index.js.
-  entry: { index: 'src/index.ts', 'engine-core-worker': 'src/core/engine-core-worker.ts' },
+  // Worker threads load their own entries beside dist/index.js: AsyncLLM's engine core (engine-core-worker.js) and
+  // each tensor- or pipeline-parallel rank (rank-worker.js).
+  entry: {
+    index: 'src/index.ts',
+    'engine-core-worker': 'src/core/engine-core-worker.ts',
+    'rank-worker': 'src/parallel/rank-worker.ts',
+  },
   format: ['esm'],
   dts: { entry: 'src/index.ts' },
   sourcemap: true,

@@ -10,9 +10,11 @@ export { checkExecutionProvider, cudaProviderInstalled } from './execution-provi
 export type { ExecutionProvider } from './execution-provider';
 export { loadModelConfig, parseModelConfig } from './model-config';
 export type { LayerType, ModelConfig, ModelFamily } from './model-config';
-export { buildModelGraph } from './model-graph';
-export type { ModelGraph } from './model-graph';
+export { buildModelGraph, buildSegmentGraph, fullModelSegment } from './model-graph';
+export type { GraphBlock, GraphSegment, ModelGraph } from './model-graph';
 export { ModelRunner } from './model-runner';
+export { createParallelModelExecutor } from './parallel/parallel-executor';
+export type { ParallelModelExecutorOptions } from './parallel/parallel-executor';
 export type {
   LoadModelOptions,
   LogitsRows,
@@ -63,10 +65,12 @@ export {
 } from './core';
 export type {
   CompletionOutput,
+  EngineCoreOptions,
   EngineCoreOutput,
   EngineCoreRequest,
   EngineHealth,
   EngineOptions,
+  EngineStats,
   FrontendRequest,
   GenerateRequest,
   ModelContext,

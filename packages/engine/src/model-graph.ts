@@ -21,9 +21,66 @@ export interface ModelGraph {
   readonly slidingLayers: readonly boolean[];
 }
 
+/** One block of a decoder layer: attention (norm, q/k/v, attention, o_proj) or the MLP (norm, gate/up, down_proj). */
+export interface GraphBlock {
+  readonly layer: number;
+  readonly kind: 'attention' | 'mlp';
+}
+
 /**
- * The graph's inputs, for a batch of `numRequests` requests with `numTokens` new tokens in all, padded inside
- * attention to `maxQuery` new tokens and `maxContext` cached tokens per request:
+ * A contiguous piece of the decoder that one ONNX Runtime session runs. The single-rank model is one segment
+ * ({@link fullModelSegment}); a tensor-parallel rank cuts its layers at every all-reduce and a pipeline stage runs
+ * only its layers (see the parallel rank runner):
+ *
+ * ```text
+ * input   tokens               input_ids through the embedding
+ *         hidden               `hidden` [numTokens, hiddenSize]: the previous pipeline stage's residual stream
+ *         residual-and-partial `residual` + `partial`: the previous segment's residual and its all-reduced output
+ * blocks  run in order, each added to the residual stream, except the last one of a `partial` segment
+ * output  logits               final norm and the vocabulary projection of the `logits_index` rows
+ *         hidden               `hidden_out`: the residual stream
+ *         partial              `residual_out` and `partial_out`: the last block's output before its residual add
+ *                              (a partial sum under tensor parallelism, all-reduced before the next segment)
+ * ```
+ *
+ * Weights are looked up by their Hugging Face names; under tensor parallelism they are the rank's shards, and
+ * `numHeads`, `numKvHeads` and `vocabSize` are the rank's counts.
+ */
+export interface GraphSegment {
+  readonly input: 'tokens' | 'hidden' | 'residual-and-partial';
+  readonly blocks: readonly GraphBlock[];
+  readonly output: 'logits' | 'hidden' | 'partial';
+  /** Query and KV heads this segment's attention computes. */
+  readonly numHeads: number;
+  readonly numKvHeads: number;
+  /** Columns of `logits`: the rows of `headWeight`. */
+  readonly vocabSize: number;
+  /** The vocabulary projection's weight (`lm_head.weight`, or the embedding when the model ties them). */
+  readonly headWeight: string;
+  /** Whether o_proj adds its bias (Llama's `attention_bias`; under tensor parallelism only one rank adds it). */
+  readonly outputBias: boolean;
+}
+
+/** The whole model as one segment: the single-rank graph. */
+export function fullModelSegment(config: ModelConfig): GraphSegment {
+  return {
+    input: 'tokens',
+    blocks: Array.from({ length: config.numLayers }, (_, layer) => [
+      { layer, kind: 'attention' as const },
+      { layer, kind: 'mlp' as const },
+    ]).flat(),
+    output: 'logits',
+    numHeads: config.numHeads,
+    numKvHeads: config.numKvHeads,
+    vocabSize: config.vocabSize,
+    headWeight: config.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight',
+    outputBias: hasOutputBias(config),
+  };
+}
+
+/**
+ * The single-rank graph's inputs, for a batch of `numRequests` requests with `numTokens` new tokens in all, padded
+ * inside attention to `maxQuery` new tokens and `maxContext` cached tokens per request:
  *
  * ```text
  * input_ids        int32 [numTokens]                 every request's new tokens, request after request
@@ -44,26 +101,48 @@ export interface ModelGraph {
  * request's queries only ever score its own keys, and cost grows with the number of requests, not its square.
  */
 export function buildModelGraph(config: ModelConfig, weights: ModelWeights): ModelGraph {
+  return buildSegmentGraph(config, weights, fullModelSegment(config));
+}
+
+/**
+ * The graph of one {@link GraphSegment}: the inputs of {@link buildModelGraph} that its blocks read (attention
+ * inputs only when it has an attention block, `logits_index` only when it produces logits), plus its own input and
+ * output tensors.
+ */
+export function buildSegmentGraph(config: ModelConfig, weights: ModelWeights, segment: GraphSegment): ModelGraph {
   const graph = new GraphBuilder(weights);
-  const { numHeads, numKvHeads, headDim, rmsNormEps } = config;
+  const { headDim, hiddenSize, rmsNormEps } = config;
+  const { numHeads, numKvHeads } = segment;
   const slidingLayers = layerKinds(config);
-  const anySliding = slidingLayers.some(Boolean);
+  const attentionLayers = segment.blocks.filter((block) => block.kind === 'attention').map((block) => block.layer);
+  const anySliding = attentionLayers.some((layer) => slidingLayers[layer]);
 
-  graph.input('input_ids', DataType.INT32, ['num_tokens']);
-  graph.input('rope_cos', DataType.FLOAT, ['num_tokens', 1, headDim]);
-  graph.input('rope_sin', DataType.FLOAT, ['num_tokens', 1, headDim]);
-  graph.input('query_index', DataType.INT32, ['num_requests', 'max_query']);
-  graph.input('context_slots', DataType.INT32, ['num_requests', 'max_context']);
-  graph.input('token_index', DataType.INT32, ['num_tokens']);
-  graph.input('attention_mask', DataType.FLOAT, ['num_requests', 1, 'max_query', 'max_keys']);
-  if (anySliding) graph.input('sliding_attention_mask', DataType.FLOAT, ['num_requests', 1, 'max_query', 'max_keys']);
-  graph.input('logits_index', DataType.INT32, ['num_logits']);
+  if (segment.input === 'tokens') graph.input('input_ids', DataType.INT32, ['num_tokens']);
+  else if (segment.input === 'hidden') graph.input('hidden', DataType.FLOAT, ['num_tokens', hiddenSize]);
+  else {
+    graph.input('residual', DataType.FLOAT, ['num_tokens', hiddenSize]);
+    graph.input('partial', DataType.FLOAT, ['num_tokens', hiddenSize]);
+  }
+  if (attentionLayers.length > 0) {
+    graph.input('rope_cos', DataType.FLOAT, ['num_tokens', 1, headDim]);
+    graph.input('rope_sin', DataType.FLOAT, ['num_tokens', 1, headDim]);
+    graph.input('query_index', DataType.INT32, ['num_requests', 'max_query']);
+    graph.input('context_slots', DataType.INT32, ['num_requests', 'max_context']);
+    graph.input('token_index', DataType.INT32, ['num_tokens']);
+    graph.input('attention_mask', DataType.FLOAT, ['num_requests', 1, 'max_query', 'max_keys']);
+    if (anySliding) graph.input('sliding_attention_mask', DataType.FLOAT, ['num_requests', 1, 'max_query', 'max_keys']);
+  }
+  if (segment.output === 'logits') graph.input('logits_index', DataType.INT32, ['num_logits']);
 
-  const headsShape = graph.int64Constant('heads_shape', [0, numHeads, headDim]);
-  const kvHeadsShape = graph.int64Constant('kv_heads_shape', [0, numKvHeads, headDim]);
-  const queryRowsShape = graph.int64Constant('query_rows_shape', [0, numHeads * headDim]);
-  const keyRowsShape = graph.int64Constant('key_rows_shape', [0, numKvHeads * headDim]);
-  const paddedRowsShape = graph.int64Constant('padded_rows_shape', [-1, numHeads * headDim]);
+  const constants = attentionLayers.length === 0
+    ? undefined
+    : {
+        headsShape: graph.int64Constant('heads_shape', [0, numHeads, headDim]),
+        kvHeadsShape: graph.int64Constant('kv_heads_shape', [0, numKvHeads, headDim]),
+        queryRowsShape: graph.int64Constant('query_rows_shape', [0, numHeads * headDim]),
+        keyRowsShape: graph.int64Constant('key_rows_shape', [0, numKvHeads * headDim]),
+        paddedRowsShape: graph.int64Constant('padded_rows_shape', [-1, numHeads * headDim]),
+      };
 
   const rmsNorm = (input: string, weight: string, output: string): string =>
     graph.node('RMSNormalization', [input, graph.weight(weight)], output, { axis: -1, epsilon: { float: rmsNormEps } });
@@ -87,8 +166,9 @@ export function buildModelGraph(config: ModelConfig, weights: ModelWeights): Mod
     return graph.node('Add', [cosine, sine], output);
   };
 
-  let hidden = graph.node('Gather', [graph.weight('model.embed_tokens.weight'), 'input_ids'], 'embeddings', { axis: 0 });
-  for (let layer = 0; layer < config.numLayers; layer += 1) {
+  /** Returns o_proj's output; declares the layer's pools as inputs and its new keys and values as outputs. */
+  const attentionBlock = (hidden: string, layer: number): string => {
+    const { headsShape, kvHeadsShape, queryRowsShape, keyRowsShape, paddedRowsShape } = constants!;
     const prefix = `model.layers.${layer}`;
     const name = (suffix: string): string => `layers.${layer}.${suffix}`;
     const bias = (projection: string): string | undefined =>
@@ -102,6 +182,7 @@ export function buildModelGraph(config: ModelConfig, weights: ModelWeights): Mod
     let queryHeads = graph.node('Reshape', [query, headsShape], name('q_heads'));
     let keyHeads = graph.node('Reshape', [key, kvHeadsShape], name('k_heads'));
     if (config.qkNorm) {
+      // q_norm and k_norm weigh each head's [headDim] alike, so they apply unchanged to a rank's subset of heads.
       queryHeads = rmsNorm(queryHeads, `${prefix}.self_attn.q_norm.weight`, name('q_normed'));
       keyHeads = rmsNorm(keyHeads, `${prefix}.self_attn.k_norm.weight`, name('k_normed'));
     }
@@ -141,29 +222,52 @@ export function buildModelGraph(config: ModelConfig, weights: ModelWeights): Mod
       name('attention_rows'),
       { axis: 0 },
     );
-    const attentionOut = linear(
+    return linear(
       attentionRows,
       `${prefix}.self_attn.o_proj.weight`,
       name('o'),
-      hasOutputBias(config) ? `${prefix}.self_attn.o_proj.bias` : undefined,
+      segment.outputBias ? `${prefix}.self_attn.o_proj.bias` : undefined,
     );
-    hidden = graph.node('Add', [hidden, attentionOut], name('attention_residual'));
+  };
 
+  /** Returns down_proj's output. */
+  const mlpBlock = (hidden: string, layer: number): string => {
+    const prefix = `model.layers.${layer}`;
+    const name = (suffix: string): string => `layers.${layer}.${suffix}`;
     const mlpInput = rmsNorm(hidden, `${prefix}.post_attention_layernorm.weight`, name('post_attention_norm'));
     const gate = linear(mlpInput, `${prefix}.mlp.gate_proj.weight`, name('gate'));
     const up = linear(mlpInput, `${prefix}.mlp.up_proj.weight`, name('up'));
     const activated = graph.node('Mul', [gate, graph.node('Sigmoid', [gate], name('gate_sigmoid'))], name('gate_silu'));
     const product = graph.node('Mul', [activated, up], name('gate_up'));
-    const down = linear(product, `${prefix}.mlp.down_proj.weight`, name('down'));
-    hidden = graph.node('Add', [hidden, down], name('mlp_residual'));
-  }
+    return linear(product, `${prefix}.mlp.down_proj.weight`, name('down'));
+  };
 
-  // Only the rows that sample go through the final norm and the vocabulary projection, the largest matmul.
-  const sampled = graph.node('Gather', [hidden, 'logits_index'], 'sampled_hidden', { axis: 0 });
-  const finalNormed = rmsNorm(sampled, 'model.norm.weight', 'final_norm');
-  const head = config.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
-  graph.node('Gemm', [finalNormed, graph.weight(head)], 'logits', { transB: 1 });
-  graph.output('logits', DataType.FLOAT, ['num_logits', config.vocabSize]);
+  let hidden =
+    segment.input === 'tokens'
+      ? graph.node('Gather', [graph.weight('model.embed_tokens.weight'), 'input_ids'], 'embeddings', { axis: 0 })
+      : segment.input === 'hidden'
+        ? 'hidden'
+        : graph.node('Add', ['residual', 'partial'], 'segment_input');
+  segment.blocks.forEach((block, index) => {
+    const output = block.kind === 'attention' ? attentionBlock(hidden, block.layer) : mlpBlock(hidden, block.layer);
+    if (segment.output === 'partial' && index === segment.blocks.length - 1) {
+      graph.output(graph.node('Identity', [hidden], 'residual_out'), DataType.FLOAT, ['num_tokens', hiddenSize]);
+      graph.output(graph.node('Identity', [output], 'partial_out'), DataType.FLOAT, ['num_tokens', hiddenSize]);
+      return;
+    }
+    const residual = block.kind === 'attention' ? 'attention_residual' : 'mlp_residual';
+    hidden = graph.node('Add', [hidden, output], `layers.${block.layer}.${residual}`);
+  });
+
+  if (segment.output === 'hidden') {
+    graph.output(graph.node('Identity', [hidden], 'hidden_out'), DataType.FLOAT, ['num_tokens', hiddenSize]);
+  } else if (segment.output === 'logits') {
+    // Only the rows that sample go through the final norm and the vocabulary projection, the largest matmul.
+    const sampled = graph.node('Gather', [hidden, 'logits_index'], 'sampled_hidden', { axis: 0 });
+    const finalNormed = rmsNorm(sampled, 'model.norm.weight', 'final_norm');
+    graph.node('Gemm', [finalNormed, graph.weight(segment.headWeight)], 'logits', { transB: 1 });
+    graph.output('logits', DataType.FLOAT, ['num_logits', segment.vocabSize]);
+  }
 
   return { ...graph.finish(), slidingLayers };
 }

@@ -1,4 +1,6 @@
 import * as ort from 'onnxruntime-node';
+import { layoutBatch } from './batch-layout';
+import type { BatchLayoutContext } from './batch-layout';
 import { ModelInputError } from './errors';
 import { checkExecutionProvider, executionProviderFailure } from './execution-provider';
 import type { ExecutionProvider } from './execution-provider';
@@ -7,8 +9,7 @@ import type { ModelConfig } from './model-config';
 import { buildModelGraph } from './model-graph';
 import { dummyWeights, loadCheckpointWeights } from './model-weights';
 import { weightLoadingProgressBar } from './progress-bar';
-import { ropeFrequencies, ropeType, writeRopeCosSin } from './rope';
-import type { RopeFrequencies } from './rope';
+import { ropeFrequencies, ropeType } from './rope';
 import type { ModelWeights } from './safetensors';
 
 /** How the runner runs: the paged cache's size and the ONNX Runtime session's settings. */
@@ -72,9 +73,7 @@ export class ModelRunner {
   private readonly keyPools: Float32Array[];
   private readonly valuePools: Float32Array[];
   private readonly poolTensors: Record<string, ort.Tensor>;
-  private readonly hasSlidingLayers: boolean;
-  private readonly dynamicRope: boolean;
-  private readonly staticRope: RopeFrequencies;
+  private readonly layout: BatchLayoutContext;
   private readonly kvWidth: number;
   /**
    * The weights' bytes, handed to ONNX Runtime as in-memory external data. On CPU it may keep pointing into them
@@ -97,7 +96,6 @@ export class ModelRunner {
     this.numBlocks = options.numBlocks;
     this.blockSize = options.blockSize;
     this.executionProvider = options.executionProvider;
-    this.hasSlidingLayers = options.hasSlidingLayers;
     this.kvWidth = config.numKvHeads * config.headDim;
     const numSlots = options.numBlocks * options.blockSize;
     this.keyPools = Array.from({ length: config.numLayers }, () => new Float32Array(numSlots * this.kvWidth));
@@ -108,8 +106,14 @@ export class ModelRunner {
       this.poolTensors[`key_pool.${layer}`] = new ort.Tensor('float32', this.keyPools[layer]!, [numSlots, this.kvWidth]);
       this.poolTensors[`value_pool.${layer}`] = new ort.Tensor('float32', this.valuePools[layer]!, [numSlots, this.kvWidth]);
     }
-    this.dynamicRope = ropeType(config) === 'dynamic';
-    this.staticRope = ropeFrequencies(config);
+    this.layout = {
+      config,
+      numBlocks: options.numBlocks,
+      blockSize: options.blockSize,
+      hasSlidingLayers: options.hasSlidingLayers,
+      dynamicRope: ropeType(config) === 'dynamic',
+      staticRope: ropeFrequencies(config),
+    };
   }
 
   /** Loads a checkpoint folder (config.json and safetensors, or config.json alone with `loadFormat: 'dummy'`). */
@@ -167,7 +171,7 @@ export class ModelRunner {
    * pools at the slots their block tables give, and returns the requested logits rows.
    */
   async execute(requests: readonly ModelRunnerRequest[]): Promise<ModelRunnerOutput> {
-    const batch = this.prepare(requests);
+    const batch = layoutBatch(requests, this.layout);
     const results = await this.session.run({ ...batch.feeds, ...this.poolTensors });
     const width = this.kvWidth;
     for (let layer = 0; layer < this.config.numLayers; layer += 1) {
@@ -196,135 +200,6 @@ export class ModelRunner {
   /** Bytes of weights the session was built from (float32), for bandwidth estimates. */
   get weightBytes(): number {
     return this.weightBuffers.reduce((sum, buffer) => sum + buffer.data.byteLength, 0);
-  }
-
-  /**
-   * Lays the batch out for the graph (see buildModelGraph for each input's shape). Requests are padded to the
-   * longest new-token run (`maxQuery`) and the longest cached context (`maxContext`) inside attention only; the
-   * projections and the MLP see the flat `numTokens` rows.
-   */
-  private prepare(requests: readonly ModelRunnerRequest[]): {
-    feeds: Record<string, ort.Tensor>;
-    slotMapping: Int32Array;
-    logitsRowStart: Int32Array;
-  } {
-    const numRequests = requests.length;
-    if (numRequests === 0) throw new ModelInputError('a step needs at least one request');
-    const { blockSize, numBlocks } = this;
-    const vocabSize = this.config.vocabSize;
-    let numTokens = 0;
-    let maxQuery = 0;
-    let maxContext = 0;
-    let longestSequence = 0;
-    let numLogits = 0;
-    requests.forEach((request, requestIndex) => {
-      const newTokens = request.tokenIds.length;
-      const total = request.numComputedTokens + newTokens;
-      if (newTokens < 1) throw new ModelInputError(`request ${requestIndex} has no new tokens`, { requestIndex });
-      if (!Number.isInteger(request.numComputedTokens) || request.numComputedTokens < 0) {
-        throw new ModelInputError(`request ${requestIndex} has numComputedTokens ${request.numComputedTokens}`, { requestIndex });
-      }
-      if (request.blockTable.length * blockSize < total) {
-        throw new ModelInputError(
-          `request ${requestIndex} needs ${Math.ceil(total / blockSize)} blocks for ${total} tokens but its block table has ${request.blockTable.length}`,
-          { requestIndex },
-        );
-      }
-      numTokens += newTokens;
-      maxQuery = Math.max(maxQuery, newTokens);
-      maxContext = Math.max(maxContext, request.numComputedTokens);
-      longestSequence = Math.max(longestSequence, total);
-      const rows = request.logits ?? 'last';
-      numLogits += rows === 'all' ? newTokens : rows === 'last' ? 1 : 0;
-    });
-
-    const slot = (blockTable: ArrayLike<number>, position: number, requestIndex: number): number => {
-      const block = blockTable[Math.floor(position / blockSize)]!;
-      if (!Number.isInteger(block) || block < 0 || block >= numBlocks) {
-        throw new ModelInputError(`request ${requestIndex} has block ${block}, outside 0..${numBlocks - 1}`, { requestIndex });
-      }
-      return block * blockSize + (position % blockSize);
-    };
-
-    const maxKeys = maxContext + maxQuery;
-    const inputIds = new Int32Array(numTokens);
-    const positions = new Int32Array(numTokens);
-    const slotMapping = new Int32Array(numTokens);
-    const queryIndex = new Int32Array(numRequests * maxQuery);
-    const contextSlots = new Int32Array(numRequests * maxContext);
-    const tokenIndex = new Int32Array(numTokens);
-    const logitsIndex = new Int32Array(numLogits);
-    const logitsRowStart = new Int32Array(numRequests + 1);
-    const mask = new Float32Array(numRequests * maxQuery * maxKeys).fill(-Infinity);
-    const window = this.config.slidingWindow;
-    const slidingMask = this.hasSlidingLayers ? new Float32Array(mask.length).fill(-Infinity) : undefined;
-
-    let row = 0;
-    let logitsRow = 0;
-    requests.forEach((request, requestIndex) => {
-      const computed = request.numComputedTokens;
-      const newTokens = request.tokenIds.length;
-      for (let context = 0; context < computed; context += 1) {
-        contextSlots[requestIndex * maxContext + context] = slot(request.blockTable, context, requestIndex);
-      }
-      for (let query = 0; query < maxQuery; query += 1) {
-        const maskRow = (requestIndex * maxQuery + query) * maxKeys;
-        if (query >= newTokens) {
-          // A padding query attends to everything; its output is never gathered back, it must only stay finite.
-          mask.fill(0, maskRow, maskRow + maxKeys);
-          slidingMask?.fill(0, maskRow, maskRow + maxKeys);
-          continue;
-        }
-        const token = request.tokenIds[query]!;
-        if (!Number.isInteger(token) || token < 0 || token >= vocabSize) {
-          throw new ModelInputError(`request ${requestIndex} has token id ${token}, outside 0..${vocabSize - 1}`, { requestIndex });
-        }
-        const position = computed + query;
-        inputIds[row] = token;
-        positions[row] = position;
-        slotMapping[row] = slot(request.blockTable, position, requestIndex);
-        queryIndex[requestIndex * maxQuery + query] = row;
-        tokenIndex[row] = requestIndex * maxQuery + query;
-        // Keys: cached positions 0..computed-1 in columns 0..computed-1, new positions in maxContext + j.
-        mask.fill(0, maskRow, maskRow + computed);
-        mask.fill(0, maskRow + maxContext, maskRow + maxContext + query + 1);
-        if (slidingMask !== undefined && window !== undefined) {
-          // transformers keeps key k for query q when q - k < window.
-          const firstKey = Math.max(0, position - window + 1);
-          if (firstKey < computed) slidingMask.fill(0, maskRow + firstKey, maskRow + computed);
-          const firstNew = Math.max(0, firstKey - computed);
-          slidingMask.fill(0, maskRow + maxContext + firstNew, maskRow + maxContext + query + 1);
-        }
-        row += 1;
-      }
-      const rows = request.logits ?? 'last';
-      logitsRowStart[requestIndex] = logitsRow;
-      if (rows === 'all') for (let query = 0; query < newTokens; query += 1) logitsIndex[logitsRow++] = row - newTokens + query;
-      else if (rows === 'last') logitsIndex[logitsRow++] = row - 1;
-    });
-    logitsRowStart[numRequests] = logitsRow;
-    // Padding entries of query_index stay 0: they gather some real row, whose result is masked or discarded.
-
-    const headDim = this.config.headDim;
-    const cos = new Float32Array(numTokens * headDim);
-    const sin = new Float32Array(numTokens * headDim);
-    const frequencies = this.dynamicRope ? ropeFrequencies(this.config, longestSequence) : this.staticRope;
-    writeRopeCosSin(frequencies, positions, cos, sin);
-
-    const feeds: Record<string, ort.Tensor> = {
-      input_ids: new ort.Tensor('int32', inputIds, [numTokens]),
-      rope_cos: new ort.Tensor('float32', cos, [numTokens, 1, headDim]),
-      rope_sin: new ort.Tensor('float32', sin, [numTokens, 1, headDim]),
-      query_index: new ort.Tensor('int32', queryIndex, [numRequests, maxQuery]),
-      context_slots: new ort.Tensor('int32', contextSlots, [numRequests, maxContext]),
-      token_index: new ort.Tensor('int32', tokenIndex, [numTokens]),
-      attention_mask: new ort.Tensor('float32', mask, [numRequests, 1, maxQuery, maxKeys]),
-      logits_index: new ort.Tensor('int32', logitsIndex, [numLogits]),
-    };
-    if (slidingMask !== undefined) {
-      feeds.sliding_attention_mask = new ort.Tensor('float32', slidingMask, [numRequests, 1, maxQuery, maxKeys]);
-    }
-    return { feeds, slotMapping, logitsRowStart };
   }
 }
 

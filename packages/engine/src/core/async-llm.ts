@@ -8,7 +8,7 @@ import type { ChatMessage, ChatTemplateOptions } from '../frontend/text-tokenize
 import type { EngineOptions } from './engine-options';
 import { loadModelContext, type ModelContext, prepareRequest, type PromptInput, renderChat } from './engine-setup';
 import { OutputProcessor } from './output-processor';
-import type { RequestOutput } from './request-output';
+import type { EngineStats, RequestOutput } from './request-output';
 import type { EngineWorkerData, FromWorkerMessage, SerializedError, ToWorkerMessage } from './worker-protocol';
 
 /** The engine core died (its thread crashed or exited); nothing more will be served. */
@@ -122,9 +122,9 @@ export class AsyncLLM {
     return this.state;
   }
 
-  /** The engine core's latest statistics (updated after every step). */
-  makeStats(): SchedulerStats {
-    return this.latestStats;
+  /** The engine core's latest statistics (updated after every step), with the tokens in and out so far. */
+  makeStats(): EngineStats {
+    return { ...this.latestStats, ...this.processor.totals };
   }
 
   /**

@@ -1,5 +1,5 @@
 import type { NormalizedSamplingParams, SampledTokenLogprobs, Sampler, SamplingRow } from '@pagoda/sampling';
-import { type FinishReason, RequestStatus, type Scheduler, type SchedulerStats } from '@pagoda/scheduler';
+import { type FinishReason, RequestStatus, type Scheduler, type SchedulerOutput, type SchedulerStats } from '@pagoda/scheduler';
 import type { ModelRunnerOutput, ModelRunnerRequest } from '../model-runner';
 
 /** What the engine core needs from a model runner: one batched step, and a way to let go of it. */
@@ -37,20 +37,57 @@ interface RequestPayload {
   readonly samplingParams: NormalizedSamplingParams;
 }
 
+/** A step submitted to the executor whose logits have not been sampled yet. */
+interface InFlightBatch {
+  readonly schedulerOutput: SchedulerOutput;
+  readonly sampledRequestIds: readonly string[];
+  /** Taken when the batch was scheduled: an abort while it runs must not pull a row from under the sampler. */
+  readonly rows: readonly SamplingRow[];
+  readonly modelOutput: Promise<ModelRunnerOutput>;
+  /** Requests preempted after this batch was scheduled: their tokens from it are void, even if they run again. */
+  readonly voided: Set<string>;
+}
+
+/** Options of {@link EngineCore}. */
+export interface EngineCoreOptions {
+  /**
+   * Batches submitted to the executor before the oldest one is sampled (default 1). A pipeline of `pp` stages keeps
+   * `pp` in flight, so that stage 0 runs batch N + 1 while the last stage runs batch N.
+   */
+  readonly maxBatchesInFlight?: number;
+}
+
 /**
  * The engine loop's body, one `step()` at a time: schedule → run the model → sample → update. It owns the
  * scheduler, the model executor and the sampler, and tracks each running request's block table from the
  * scheduler's outputs (full data once, diffs after), as a model runner's input batch does.
+ *
+ * With `maxBatchesInFlight` > 1 (pipeline parallelism), as vLLM's batch queue: a step schedules and submits a batch
+ * without waiting while fewer than that many are in flight, and otherwise samples the oldest. The scheduler counts
+ * scheduled tokens as computed at once, so a later batch holds only what does not wait on an earlier one's tokens
+ * (further prompt chunks, newly admitted requests). The executor runs batches in order on every rank, so a batch
+ * always sees the keys and values of the batches before it.
+ *
+ * ```text
+ * maxBatchesInFlight 2:  step: schedule A → submit A, return []
+ *                        step: schedule B → submit B, sample A, update, return A's news
+ *                        step: schedule C → submit C, sample B, ...
+ * ```
  */
 export class EngineCore {
   private readonly blockTables = new Map<string, number[]>();
   private readonly samplingRows = new Map<string, SamplingRow>();
+  private readonly batchQueue: InFlightBatch[] = [];
+  private readonly maxBatchesInFlight: number;
 
   constructor(
     readonly scheduler: Scheduler,
     readonly executor: ModelExecutor,
     readonly sampler: Sampler,
-  ) {}
+    options: EngineCoreOptions = {},
+  ) {
+    this.maxBatchesInFlight = options.maxBatchesInFlight ?? 1;
+  }
 
   /** Queues a request; throws the scheduler's `RequestRejectedError` for one that could never run. */
   addRequest(request: EngineCoreRequest): void {
@@ -81,21 +118,41 @@ export class EngineCore {
     for (const requestId of requestIds) this.forget(requestId);
   }
 
+  /** True while requests wait or run, or a batch is still in flight. */
   hasUnfinishedRequests(): boolean {
-    return this.scheduler.hasUnfinishedRequests();
+    return this.batchQueue.length > 0 || this.scheduler.hasUnfinishedRequests();
   }
 
   makeStats(): SchedulerStats {
     return this.scheduler.makeStats();
   }
 
-  /** Runs one step; returns news for every request that got tokens or finished. */
+  /**
+   * Runs one step; returns news for every request that got tokens or finished. With several batches in flight, a
+   * step that only submitted a batch returns no news.
+   */
   async step(): Promise<EngineCoreOutput[]> {
+    if (this.batchQueue.length < this.maxBatchesInFlight) {
+      const batch = this.submitBatch();
+      if (batch !== undefined) {
+        this.batchQueue.push(batch);
+        if (this.batchQueue.length < this.maxBatchesInFlight) return [];
+      }
+    }
+    const oldest = this.batchQueue.shift();
+    return oldest === undefined ? [] : this.completeBatch(oldest);
+  }
+
+  /** Schedules a batch and hands it to the executor without waiting; undefined when nothing is scheduled. */
+  private submitBatch(): InFlightBatch | undefined {
     const scheduler = this.scheduler;
     const output = scheduler.schedule();
     // Finished requests were forgotten when they finished; preempted ones come back with a fresh block table.
-    for (const requestId of output.preemptedRequestIds) this.blockTables.delete(requestId);
-    if (output.totalNumScheduledTokens === 0) return [];
+    for (const requestId of output.preemptedRequestIds) {
+      this.blockTables.delete(requestId);
+      for (const batch of this.batchQueue) batch.voided.add(requestId);
+    }
+    if (output.totalNumScheduledTokens === 0) return undefined;
 
     const runnerRequests: ModelRunnerRequest[] = [];
     const sampledRequestIds: string[] = [];
@@ -119,18 +176,32 @@ export class EngineCore {
       addRun(requestId, cached.newTokenIds[index]!, cached.numComputedTokens[index]!, blockTable);
     }
 
-    const modelOutput = await this.executor.execute(runnerRequests);
-    const rows = sampledRequestIds.map((requestId) => this.samplingRows.get(requestId)!);
-    const sampled = this.sampler.sample({ logits: modelOutput.logits, rows });
+    const modelOutput = this.executor.execute(runnerRequests);
+    // Awaited when the batch completes; until then a failure must not count as unhandled.
+    modelOutput.catch(() => undefined);
+    return {
+      schedulerOutput: output,
+      sampledRequestIds,
+      rows: sampledRequestIds.map((requestId) => this.samplingRows.get(requestId)!),
+      modelOutput,
+      voided: new Set(),
+    };
+  }
+
+  /** Waits for a batch's logits, samples them and applies the tokens. */
+  private async completeBatch(batch: InFlightBatch): Promise<EngineCoreOutput[]> {
+    const modelOutput = await batch.modelOutput;
+    const sampled = this.sampler.sample({ logits: modelOutput.logits, rows: batch.rows });
     const sampledTokenIds: Record<string, number[]> = {};
     const logprobsByRequest = new Map<string, SampledTokenLogprobs>();
-    sampledRequestIds.forEach((requestId, row) => {
+    batch.sampledRequestIds.forEach((requestId, row) => {
+      if (batch.voided.has(requestId)) return;
       sampledTokenIds[requestId] = [sampled.tokenIds[row]!];
       const logprobs = sampled.logprobs[row];
       if (logprobs) logprobsByRequest.set(requestId, logprobs);
     });
 
-    const updates = scheduler.updateFromOutput(output, { sampledTokenIds });
+    const updates = this.scheduler.updateFromOutput(batch.schedulerOutput, { sampledTokenIds });
     return updates.map((update) => {
       const logprobs = logprobsByRequest.get(update.requestId);
       if (update.finishReason !== undefined) this.forget(update.requestId);
@@ -147,6 +218,7 @@ export class EngineCore {
 
   /** Releases the model executor. */
   async shutdown(): Promise<void> {
+    await Promise.allSettled(this.batchQueue.map((batch) => batch.modelOutput));
     await this.executor.release();
   }
 

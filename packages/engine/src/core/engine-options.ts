@@ -1,8 +1,10 @@
 import { formatBytes, parseMemorySize, planKvCache, type KvCachePlan } from '@pagoda/kv-cache';
+import { PartitionError, validateParallelConfig } from '@pagoda/parallel';
 import { freemem } from 'node:os';
 import { PagodaEngineError } from '../errors';
 import type { ExecutionProvider } from '../execution-provider';
 import type { ModelConfig } from '../model-config';
+import { modelShape } from '../parallel/rank-weights';
 
 /** Deployment settings, named as vLLM's engine arguments in camelCase. Every one is optional. */
 export interface EngineOptions {
@@ -20,13 +22,19 @@ export interface EngineOptions {
   maxNumSeqs?: number;
   /** Most tokens computed per step (default 2048). */
   maxNumBatchedTokens?: number;
-  /** The KV cache's own size on the CPU: bytes or a string with a unit (`4GiB`). Default: 4 GiB or a quarter of free memory, whichever is less. */
+  /**
+   * The KV cache's own size on the CPU: bytes or a string with a unit (`4GiB`). Default: 4 GiB or a quarter of free
+   * memory, whichever is less. Under tensor or pipeline parallelism, the size of all ranks' shards together.
+   */
   kvCacheMemory?: number | string;
   /** On a GPU, the fraction of device memory Pagoda may use (default 0.9). */
   gpuMemoryUtilization?: number;
   /** Seed of the dummy weights (default 0). */
   seed?: number;
-  /** ONNX Runtime intra-op threads (default: one per core). */
+  /**
+   * ONNX Runtime intra-op threads (default: one per core); with tensor or pipeline parallelism, of each rank
+   * (default: the cores divided by the ranks, at least 1).
+   */
   intraOpNumThreads?: number;
   /** `fcfs` (default) or `priority`. */
   schedulingPolicy?: 'fcfs' | 'priority';
@@ -36,7 +44,12 @@ export interface EngineOptions {
   maxLogprobs?: number;
   /** `auto` (default): generation_config.json supplies sampling defaults; `vllm`: vLLM's own defaults only. */
   generationConfig?: 'auto' | 'vllm';
+  /**
+   * Ranks each layer's heads and MLP are split over (Megatron layout, one worker thread per rank on the CPU); must
+   * divide the attention heads, the KV heads (or be a multiple of them: they are then replicated) and the MLP width.
+   */
   tensorParallelSize?: number;
+  /** Stages the layers are split over, contiguous ranges; at most the number of layers. */
   pipelineParallelSize?: number;
 }
 
@@ -103,11 +116,11 @@ export function resolveEngineOptions(options: EngineOptions, model: ModelConfig)
   const maxNumBatchedTokens = positiveInteger('max_num_batched_tokens', options.maxNumBatchedTokens, 2048);
   const tensorParallelSize = positiveInteger('tensor_parallel_size', options.tensorParallelSize, 1);
   const pipelineParallelSize = positiveInteger('pipeline_parallel_size', options.pipelineParallelSize, 1);
-  if (tensorParallelSize !== 1 || pipelineParallelSize !== 1) {
-    throw new EngineOptionsError(
-      tensorParallelSize !== 1 ? 'tensor_parallel_size' : 'pipeline_parallel_size',
-      'tensor and pipeline parallelism are not available in this build yet; use tensor_parallel_size 1 and pipeline_parallel_size 1',
-    );
+  try {
+    validateParallelConfig(modelShape(model), { tensorParallelSize, pipelineParallelSize });
+  } catch (error) {
+    if (!PartitionError.isInstance(error)) throw error;
+    throw new EngineOptionsError(error.param ?? 'tensor_parallel_size', error.message);
   }
   const gpuMemoryUtilization = options.gpuMemoryUtilization ?? 0.9;
   if (!(gpuMemoryUtilization > 0 && gpuMemoryUtilization <= 1)) {
@@ -128,7 +141,9 @@ export function resolveEngineOptions(options: EngineOptions, model: ModelConfig)
     kvCache = planKvCache({
       kvCacheMemoryBytes,
       numLayers: model.numLayers,
-      numKvHeads: model.numKvHeads,
+      // The budget is the whole cache's, over every rank: KV heads replicated over tensor-parallel ranks count once
+      // per copy. Each rank holds numBlocks blocks of its own KV heads of its own layers.
+      numKvHeads: Math.max(model.numKvHeads, tensorParallelSize),
       headDim: model.headDim,
       dtypeBytes: cpuKvDtypeBytes,
       blockSize,

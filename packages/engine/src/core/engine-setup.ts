@@ -7,7 +7,8 @@ import { type GenerationConfig, loadGenerationConfig } from '../frontend/generat
 import { type ChatMessage, type ChatTemplateOptions, TextTokenizer } from '../frontend/text-tokenizer';
 import { loadModelConfig, type ModelConfig } from '../model-config';
 import { type LoadModelOptions, ModelRunner } from '../model-runner';
-import { EngineCore } from './engine-core';
+import { createParallelModelExecutor } from '../parallel/parallel-executor';
+import { EngineCore, type ModelExecutor } from './engine-core';
 import { type EngineOptions, resolveEngineOptions, type ResolvedEngineOptions } from './engine-options';
 import type { FrontendRequest } from './output-processor';
 
@@ -44,15 +45,32 @@ export async function createEngineCore(
 ): Promise<EngineCore> {
   const { options } = context;
   const { numBlocks } = options.kvCache;
-  const runner = await ModelRunner.load(context.modelDir, {
-    numBlocks,
-    blockSize: options.blockSize,
-    executionProvider: options.device,
-    loadFormat: options.loadFormat,
-    seed: options.seed,
-    ...(options.intraOpNumThreads === undefined ? {} : { intraOpNumThreads: options.intraOpNumThreads }),
-    ...loadOptions,
-  });
+  const threads = options.intraOpNumThreads === undefined ? {} : { intraOpNumThreads: options.intraOpNumThreads };
+  // One rank runs in this thread as before; several run in worker threads behind the same ModelExecutor interface.
+  const executor: ModelExecutor =
+    options.tensorParallelSize * options.pipelineParallelSize === 1
+      ? await ModelRunner.load(context.modelDir, {
+          numBlocks,
+          blockSize: options.blockSize,
+          executionProvider: options.device,
+          loadFormat: options.loadFormat,
+          seed: options.seed,
+          ...threads,
+          ...loadOptions,
+        })
+      : await createParallelModelExecutor({
+          modelDir: context.modelDir,
+          modelConfig: await loadModelConfig(context.modelDir),
+          tensorParallelSize: options.tensorParallelSize,
+          pipelineParallelSize: options.pipelineParallelSize,
+          numBlocks,
+          blockSize: options.blockSize,
+          loadFormat: options.loadFormat,
+          seed: options.seed,
+          ...threads,
+          maxNumBatchedTokens: options.maxNumBatchedTokens,
+          maxNumSeqs: options.maxNumSeqs,
+        });
   const kvCacheManager = new KVCacheManager({
     numBlocks,
     blockSize: options.blockSize,
@@ -69,7 +87,8 @@ export async function createEngineCore(
     },
     kvCacheManager,
   );
-  return new EngineCore(scheduler, runner, new Sampler());
+  // Each pipeline stage works on its own batch: stage 0 takes batch N + 1 while the last stage finishes batch N.
+  return new EngineCore(scheduler, executor, new Sampler(), { maxBatchesInFlight: options.pipelineParallelSize });
 }
 
 /**

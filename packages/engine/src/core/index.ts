@@ -1,7 +1,7 @@
 export { AsyncLLM, EngineDeadError, EngineRequestError } from './async-llm';
 export type { EngineHealth, GenerateRequest } from './async-llm';
 export { EngineCore } from './engine-core';
-export type { EngineCoreOutput, EngineCoreRequest, ModelExecutor } from './engine-core';
+export type { EngineCoreOptions, EngineCoreOutput, EngineCoreRequest, ModelExecutor } from './engine-core';
 export { EngineOptionsError, resolveEngineOptions } from './engine-options';
 export type { EngineOptions, ResolvedEngineOptions } from './engine-options';
 export { createEngineCore, loadModelContext, prepareRequest, renderChat, resolveSamplingParams } from './engine-setup';
@@ -9,4 +9,4 @@ export type { ModelContext, PromptInput } from './engine-setup';
 export { accumulate, LLM } from './llm';
 export { OutputProcessor } from './output-processor';
 export type { FrontendRequest, ProcessedOutputs } from './output-processor';
-export type { CompletionOutput, RequestMetrics, RequestOutput } from './request-output';
+export type { CompletionOutput, EngineStats, RequestMetrics, RequestOutput } from './request-output';

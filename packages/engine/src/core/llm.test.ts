@@ -127,3 +127,16 @@ describe('LLM requests', () => {
     });
   });
 });
+
+describe('LLM statistics', () => {
+  it('counts tokens in and out', async () => {
+    const llm = await LLM.create(fixturePath('tiny-qwen2'), { kvCacheMemory: '4MiB', maxModelLen: 256, intraOpNumThreads: 1 });
+    try {
+      const [output] = await llm.generate([[1, 2, 3, 4, 5]], { temperature: 0, maxTokens: 7, ignoreEos: true });
+      expect(output!.outputs[0]!.tokenIds).toHaveLength(7);
+      expect(llm.makeStats()).toMatchObject({ promptTokens: 5, generationTokens: 7, finishedRequests: 1, numRunningRequests: 0 });
+    } finally {
+      await llm.close();
+    }
+  });
+});

@@ -4,7 +4,7 @@ import type { EngineCore } from './engine-core';
 import type { EngineOptions } from './engine-options';
 import { createEngineCore, loadModelContext, type ModelContext, prepareRequest, type PromptInput, renderChat } from './engine-setup';
 import { OutputProcessor, stopStringStatus } from './output-processor';
-import type { CompletionOutput, RequestOutput } from './request-output';
+import type { CompletionOutput, EngineStats, RequestOutput } from './request-output';
 
 /**
  * Offline inference: a batch of prompts in, one finished output per prompt out, in input order, with continuous
@@ -58,9 +58,9 @@ export class LLM {
     );
   }
 
-  /** Scheduler statistics: running, waiting, KV usage, preemptions, prefix-cache queries and hits. */
-  makeStats() {
-    return this.core.makeStats();
+  /** Running, waiting, KV usage, preemptions, prefix-cache queries and hits, tokens in and out. */
+  makeStats(): EngineStats {
+    return { ...this.core.makeStats(), ...this.processor.totals };
   }
 
   /** Frees the model and the KV cache. */

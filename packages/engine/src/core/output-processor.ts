@@ -62,6 +62,8 @@ export class OutputProcessor {
   private readonly parents = new Map<string, ParentState>();
   private readonly children = new Map<string, ChildState>();
   private nextCoreId = 0;
+  /** Tokens in and out, cumulative: prompts count once their first token is out (their prefill is done). */
+  readonly totals = { promptTokens: 0, generationTokens: 0, finishedRequests: 0 };
 
   constructor(
     private readonly tokenizer: TextTokenizer,
@@ -137,7 +139,11 @@ export class OutputProcessor {
       const child = this.children.get(output.requestId);
       if (child === undefined || child.finishReason !== undefined) continue;
       const parent = child.parent;
-      if (child.index === 0) parent.numCachedTokens = output.numCachedTokens;
+      if (child.index === 0) {
+        if (parent.firstTokenTime === undefined && output.newTokenIds.length > 0) this.totals.promptTokens += parent.request.promptTokenIds.length;
+        parent.numCachedTokens = output.numCachedTokens;
+      }
+      this.totals.generationTokens += output.newTokenIds.length;
       if (parent.pending.length > 0) {
         requestsToAdd.push(...parent.pending);
         parent.pending = [];
@@ -218,7 +224,10 @@ export class OutputProcessor {
   private finishChild(child: ChildState): void {
     this.children.delete(child.coreRequestId);
     child.parent.numUnfinished -= 1;
-    if (child.parent.numUnfinished === 0) this.parents.delete(child.parent.request.requestId);
+    if (child.parent.numUnfinished === 0) {
+      this.parents.delete(child.parent.request.requestId);
+      this.totals.finishedRequests += 1;
+    }
   }
 
   private makeOutput(parent: ParentState, completions: CompletionOutput[], now: number): RequestOutput {

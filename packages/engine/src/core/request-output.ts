@@ -1,3 +1,4 @@
+import type { SchedulerStats } from '@pagoda/scheduler';
 import type { SampledTokenLogprobs } from '@pagoda/sampling';
 import type { FinishReason } from '@pagoda/scheduler';
 
@@ -33,4 +34,12 @@ export interface RequestOutput {
   /** Prompt tokens found in the prefix cache. */
   readonly numCachedTokens: number;
   readonly metrics: RequestMetrics | undefined;
+}
+
+/** The engine's statistics for metrics: the scheduler's, and the frontend's tokens in and out. */
+export interface EngineStats extends SchedulerStats {
+  /** Prompt tokens of requests whose prefill finished. */
+  readonly promptTokens: number;
+  readonly generationTokens: number;
+  readonly finishedRequests: number;
 }
