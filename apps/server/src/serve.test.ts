@@ -31,9 +31,28 @@ describe('pagoda serve on the built-in default model', () => {
     [['--kv-cache-memory', '1KiB'], /max_model_len 32768 needs .* raise --kv-cache-memory, or lower max_model_len/],
     [['--device', 'tpu'], /device must be one of cpu, cuda, webgpu/],
     [['--generation-config', 'maybe'], /generation_config must be one of auto, vllm/],
+    [['--tensor-parallel-size', '3'], /tensor_parallel_size \(3\) must divide/],
+    [['--pipeline-parallel-size', '3'], /pipeline_parallel_size/],
   ])('refuses %j, naming the option', async (argv, message) => {
     await expect(serve(parseServeArgs(['--port', '0', ...argv], {}), 'test', () => undefined)).rejects.toThrow(message);
   });
+});
+
+describe('pagoda serve with tensor and pipeline parallelism', () => {
+  it('answers with tensor-parallel size 2 and pipeline-parallel size 2 exactly as one rank does', async () => {
+    const ask = async (flags: string[]) => {
+      const running = await serve(parseServeArgs(['--port', '0', '--kv-cache-memory', '8MiB', '--max-model-len', '512', ...flags], {}), 'test', () => undefined);
+      try {
+        const client = new OpenAI({ baseURL: `${running.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+        const completion = await client.completions.create({ model: 'tiny-qwen2', prompt: 'The capital of France is', max_tokens: 16, temperature: 0 });
+        return completion.choices[0]!.text;
+      } finally {
+        await running.stop();
+      }
+    };
+    const single = await ask([]);
+    expect(await ask(['--tensor-parallel-size', '2', '--pipeline-parallel-size', '2'])).toBe(single);
+  }, 60_000);
 });
 
 describe('pagoda serve as a process', () => {
