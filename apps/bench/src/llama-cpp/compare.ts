@@ -1,0 +1,175 @@
+import type { TextTokenizer } from '@pagoda/engine';
+import { type LLM } from '@pagoda/engine';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { integerOption, listOption, parseOptions, UsageError } from '../cli-args';
+import { exportLlamaGguf } from '../gguf/export-llama';
+import { createBenchmarkLlm, engineOptionSpecs, parseEngineArgs, promptVocabulary } from '../offline/engine-args';
+import { machineInfo, saveJson } from '../results';
+import { randomDataset } from '../serve/datasets';
+import { decodeTokensPerSecond } from './decode-rate';
+import { generateGreedy, loadLlamaCpp } from './llama-cpp-runner';
+
+export const compareUsage = `Usage: pagoda-bench compare-llama-cpp [options]
+
+Decode tokens/s of Pagoda (the LLM class) and llama.cpp (node-llama-cpp, CPU prebuilt binary) on the same weights
+and the same token-id prompts, at several numbers of concurrent streams, side by side with their ratio. The model
+is exported to an F32 GGUF first (dummy weights: the engine's own, same seed). Greedy, ignore_eos, one run each
+after a short warm-up. Decode tokens/s counts the tokens made after every stream had its first token, over the time
+from then to the last token (prefill left out); both engines get the same number of threads.
+
+  --model DIR            a Llama checkpoint folder (default: the dummy SmolLM2-135M-shaped model)
+  --load-format FORMAT   safetensors or dummy (default: dummy without --model)
+  --streams LIST         concurrent streams (default 1,8,32)
+  --input-len N          prompt tokens (default 32)
+  --output-len N         tokens generated per stream (default 64)
+  --threads N            threads for each engine: ONNX Runtime intra-op and llama.cpp (default: one per core)
+  --seed N               the prompts' seed (default 0)
+  --output-json FILE     write the result as JSON
+  --kv-cache-memory SIZE Pagoda's KV cache (default 1GiB)`;
+
+export interface EngineRun {
+  readonly streams: number;
+  readonly decode_tokens_per_s: number;
+  readonly output_tokens_per_s: number;
+  readonly mean_ttft_ms: number;
+  readonly elapsed_s: number;
+}
+
+function summarizeRun(streams: number, tokenTimes: readonly (readonly number[])[], elapsedSeconds: number): EngineRun {
+  const tokens = tokenTimes.reduce((sum, times) => sum + times.length, 0);
+  return {
+    streams,
+    decode_tokens_per_s: decodeTokensPerSecond(tokenTimes).tokensPerSecond,
+    output_tokens_per_s: tokens / elapsedSeconds,
+    mean_ttft_ms: (tokenTimes.reduce((sum, times) => sum + (times[0] ?? 0), 0) / tokenTimes.length) * 1000,
+    elapsed_s: elapsedSeconds,
+  };
+}
+
+/** Pagoda's token times, from each request's first-token time and inter-token latencies, relative to the submission. */
+async function runPagoda(llm: LLM, prompts: readonly number[][], outputLength: number): Promise<{ run: EngineRun; tokens: number[][] }> {
+  const submitted = performance.now() / 1000;
+  const outputs = await llm.generate(prompts, { temperature: 0, maxTokens: outputLength, ignoreEos: true });
+  const elapsed = performance.now() / 1000 - submitted;
+  const tokenTimes = outputs.map((output) => {
+    const metrics = output.metrics;
+    if (metrics === undefined || metrics.firstTokenTime === undefined) throw new Error('Pagoda returned no request metrics');
+    const times = [metrics.firstTokenTime - metrics.arrivalTime];
+    for (const gap of metrics.interTokenLatencies) times.push(times.at(-1)! + gap);
+    return times;
+  });
+  return { run: summarizeRun(prompts.length, tokenTimes, elapsed), tokens: outputs.map((output) => [...output.outputs[0]!.tokenIds]) };
+}
+
+/** How many leading greedy tokens the two engines agree on, averaged over streams: a check that the weights match. */
+function meanCommonPrefix(left: readonly (readonly number[])[], right: readonly (readonly number[])[]): number {
+  let total = 0;
+  left.forEach((tokens, index) => {
+    let length = 0;
+    while (length < tokens.length && tokens[length] === right[index]?.[length]) length++;
+    total += length;
+  });
+  return total / left.length;
+}
+
+export async function compareMain(argv: readonly string[]): Promise<void> {
+  const values = parseOptions(argv, {
+    model: engineOptionSpecs.model,
+    'load-format': engineOptionSpecs['load-format'],
+    'kv-cache-memory': { type: 'string', default: '1GiB' },
+    streams: { type: 'string', default: '1,8,32' },
+    'input-len': { type: 'string', default: '32' },
+    'output-len': { type: 'string', default: '64' },
+    threads: { type: 'string' },
+    seed: { type: 'string', default: '0' },
+    'output-json': { type: 'string' },
+  });
+  const streams = listOption(values.streams).map((value) => integerOption('streams', value, 1)!);
+  if (streams.length === 0) throw new UsageError('--streams needs at least one number');
+  const inputLength = integerOption('input-len', values['input-len'], 1)!;
+  const outputLength = integerOption('output-len', values['output-len'], 2)!;
+  const threads = integerOption('threads', values.threads, 1) ?? cpus().length;
+  const seed = integerOption('seed', values.seed, 0)!;
+  const maxStreams = Math.max(...streams);
+
+  const loaded = await loadLlamaCpp();
+  if ('error' in loaded) throw new Error(`node-llama-cpp cannot load its prebuilt CPU binary here: ${loaded.error}`);
+  const engine = parseEngineArgs({
+    ...values,
+    'max-num-seqs': String(maxStreams),
+    'max-model-len': String(inputLength + outputLength + 16),
+    'intra-op-num-threads': String(threads),
+  });
+  const { llm, modelLabel, close } = await createBenchmarkLlm(engine);
+  const directory = await mkdtemp(join(tmpdir(), 'pagoda-bench-gguf-'));
+  try {
+    const ggufFile = join(directory, 'model.gguf');
+    console.log(`exporting ${modelLabel} to GGUF (F32)...`);
+    await exportLlamaGguf(llm.context.modelDir, ggufFile, { weights: engine.options.loadFormat === 'dummy' ? 'dummy' : 'checkpoint', seed: llm.context.options.seed });
+    const model = await loaded.llama.loadModel({ modelPath: ggufFile, gpuLayers: 0 });
+    const tokenizer: TextTokenizer = llm.tokenizer;
+    const prompts = randomDataset({
+      numPrompts: maxStreams,
+      inputLength,
+      outputLength,
+      rangeRatio: 0,
+      prefixLength: 0,
+      ...promptVocabulary(tokenizer, llm.context.modelConfig.vocabSize),
+      seed,
+    }).map((request) => request.prompt as number[]);
+    try {
+      // Warm-up: first runs pay for allocations and caches in both engines.
+      await runPagoda(llm, prompts.slice(0, 1), 4);
+      await generateGreedy(model, prompts.slice(0, 1), 4, { threads });
+      const rows: Array<{ streams: number; pagoda: EngineRun; llama_cpp: EngineRun; decode_ratio: number; output_ratio: number; mean_common_greedy_prefix: number }> = [];
+      for (const count of streams) {
+        // Different prompts per count would change little; a fresh slice from offset `count` keeps the prefix cache out.
+        const batch = Array.from({ length: count }, (_, index) => prompts[(index + count) % prompts.length]!);
+        console.log(`${count} stream(s): Pagoda...`);
+        const { run: pagoda, tokens: pagodaTokens } = await runPagoda(llm, batch, outputLength);
+        console.log(`${count} stream(s): llama.cpp...`);
+        const timings = await generateGreedy(model, batch, outputLength, { threads });
+        const llamaCpp = summarizeRun(count, timings.tokenTimes, timings.elapsedSeconds);
+        rows.push({
+          streams: count,
+          pagoda,
+          llama_cpp: llamaCpp,
+          decode_ratio: pagoda.decode_tokens_per_s / llamaCpp.decode_tokens_per_s,
+          output_ratio: pagoda.output_tokens_per_s / llamaCpp.output_tokens_per_s,
+          mean_common_greedy_prefix: meanCommonPrefix(pagodaTokens, timings.tokens),
+        });
+      }
+      console.log(`\nDecode tokens/s, ${modelLabel}, ${inputLength} prompt + ${outputLength} output tokens per stream, ${threads} thread(s) each`);
+      console.log(`${'streams'.padStart(8)} ${'Pagoda'.padStart(10)} ${'llama.cpp'.padStart(10)} ${'ratio'.padStart(7)}   ${'TTFT ms (P / l)'.padStart(17)}`);
+      for (const row of rows) {
+        console.log(
+          `${String(row.streams).padStart(8)} ${row.pagoda.decode_tokens_per_s.toFixed(1).padStart(10)} ${row.llama_cpp.decode_tokens_per_s.toFixed(1).padStart(10)} ${row.decode_ratio.toFixed(2).padStart(7)}   ${`${row.pagoda.mean_ttft_ms.toFixed(0)} / ${row.llama_cpp.mean_ttft_ms.toFixed(0)}`.padStart(17)}`,
+        );
+      }
+      const result = {
+        benchmark: 'compare-llama-cpp',
+        model: modelLabel,
+        weights: engine.options.loadFormat,
+        input_len: inputLength,
+        output_len: outputLength,
+        threads,
+        node_llama_cpp: '3.21.1',
+        machine: machineInfo(),
+        note: 'one run per engine and stream count; ratio = Pagoda / llama.cpp; mean_common_greedy_prefix: leading greedy tokens both engines agree on (out of output_len), a check that they run the same weights',
+        rows,
+      };
+      console.log(JSON.stringify(result, null, 2));
+      if (values['output-json'] !== undefined) {
+        await saveJson(values['output-json'], result);
+        console.log(`saved ${values['output-json']}`);
+      }
+    } finally {
+      await model.dispose();
+    }
+  } finally {
+    await close();
+    await rm(directory, { recursive: true, force: true });
+  }
+}
