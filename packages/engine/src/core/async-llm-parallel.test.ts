@@ -1,6 +1,6 @@
 import { fixturePath, readFixtureJson } from '@pagoda/fixtures';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AsyncLLM } from './async-llm';
+import { AsyncLLM, EngineDeadError } from './async-llm';
 import type { RequestOutput } from './request-output';
 
 interface Reference {
@@ -54,4 +54,24 @@ describe('AsyncLLM on tiny-llama at tensor_parallel_size 2, pipeline_parallel_si
     }
     expect(engine.health()).toBe('ready');
   });
+});
+
+describe('AsyncLLM when a tensor-parallel rank dies', () => {
+  it('fails every waiting caller with EngineDeadError and reports itself dead, never hanging', async () => {
+    const engine = await AsyncLLM.create(fixturePath('tiny-qwen2'), {
+      kvCacheMemory: '4MiB',
+      maxModelLen: 512,
+      intraOpNumThreads: 1,
+      tensorParallelSize: 2,
+    });
+    const streams = [0, 1].map((index) =>
+      collect(engine.generate({ prompt: `request ${index}`, samplingParams: { maxTokens: 400, ignoreEos: true } })),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    (engine as unknown as { worker: { postMessage(message: unknown): void } }).worker.postMessage({ type: 'inject-fault', message: 'rank exit', target: 'rank' });
+    for (const stream of streams) await expect(stream).rejects.toBeInstanceOf(EngineDeadError);
+    await expect(streams[0]).rejects.toThrow(/rank \d|worker/);
+    expect(engine.health()).toBe('dead');
+    await engine.close();
+  }, 60_000);
 });

@@ -3,6 +3,7 @@
 import { RequestStatus } from '@pagoda/scheduler';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { EngineCore } from './engine-core';
+import { rankExitRequest } from '../parallel/rank-runner';
 import { createEngineCore } from './engine-setup';
 import { type EngineWorkerData, type FromWorkerMessage, serializeError, type ToWorkerMessage } from './worker-protocol';
 
@@ -40,7 +41,8 @@ port.on('message', (message: ToWorkerMessage) => {
       shuttingDown = true;
       break;
     case 'inject-fault':
-      injectedFault = message.message;
+      if (message.target === 'rank') core.executor.execute(rankExitRequest).catch(() => undefined);
+      else injectedFault = message.message;
       break;
   }
   wake?.();

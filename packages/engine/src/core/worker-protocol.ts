@@ -22,8 +22,11 @@ export type ToWorkerMessage =
   | { readonly type: 'abort'; readonly requestIds: readonly string[] }
   | { readonly type: 'stop'; readonly requestIds: readonly string[] }
   | { readonly type: 'shutdown' }
-  /** Fault injection for tests: the loop fails with this message before its next step, as a crashing core would. */
-  | { readonly type: 'inject-fault'; readonly message: string };
+  /**
+   * Fault injection for tests: the core's loop fails with `message` before its next step, as a crashing core
+   * would; with `target: 'rank'`, the tensor/pipeline-parallel ranks' threads exit instead.
+   */
+  | { readonly type: 'inject-fault'; readonly message: string; readonly target?: 'core' | 'rank' };
 
 export type FromWorkerMessage =
   | { readonly type: 'ready'; readonly stats: SchedulerStats }

@@ -169,6 +169,8 @@ export class RankModelRunner {
 
   /** Runs this rank's part of one step; resolves with the logits on the output rank, `undefined` elsewhere. */
   async execute(requests: readonly ModelRunnerRequest[]): Promise<ModelRunnerOutput | undefined> {
+    // Fault injection for tests: the rank's thread dies, as a crashing worker would.
+    if (isRankExitRequest(requests)) process.exit(7);
     const { config, partition, plan } = this;
     const batch = layoutBatch(requests, this.layout);
     const numTokens = batch.slotMapping.length;
@@ -282,4 +284,14 @@ export class RankModelRunner {
     }
     return result ?? local;
   }
+}
+
+/**
+ * A batch no engine ever sends (a negative computed-token count): it makes every rank's thread exit. Tests send it
+ * to prove that a dead rank surfaces as the engine's fatal error rather than a hang.
+ */
+export const rankExitRequest: readonly ModelRunnerRequest[] = Object.freeze([{ tokenIds: [], numComputedTokens: -1, blockTable: [] }]);
+
+function isRankExitRequest(requests: readonly ModelRunnerRequest[]): boolean {
+  return requests.length === 1 && requests[0]!.numComputedTokens === -1;
 }
