@@ -14,7 +14,8 @@ TTFT and p99 ITL as an SVG and saves every point as JSON next to it.
   --max-concurrencies LIST   e.g. 1,4,16,64 (the request rate stays --request-rate, default inf)
   --result-dir DIR           where sweep-<time>.json and .svg go (default: the current folder)
   --title TEXT               the chart's title
-Every other option is passed to each serve run (see below); --save-result saves each run's JSON too.
+Every other option is passed to each serve run (see below); --save-result saves each run's JSON too. Point i runs
+with --seed + i, so no point reuses another's prompts (they would be prefix-cache hits).
 
 ${serveUsage}`;
 
@@ -75,9 +76,11 @@ export async function runSweep(
   const settings = rates !== undefined ? rates.map((rate) => ({ requestRate: rate, maxConcurrency: serve.maxConcurrency })) : concurrencies!.map((limit) => ({ requestRate: serve.requestRate, maxConcurrency: limit as number | undefined }));
   const points: SweepPoint[] = [];
   let model = serve.model;
-  for (const setting of settings) {
+  for (const [index, setting] of settings.entries()) {
     io.log(`\nsweep: request rate ${setting.requestRate === Infinity ? 'inf' : setting.requestRate}, max concurrency ${setting.maxConcurrency ?? 'none'}`);
-    const { record } = await runServeCommand({ ...serve, ...setting, model }, io);
+    // Each point gets its own prompts (seed + index): with the same prompts, a later point would find every prompt
+    // in the server's prefix cache and report the time to first token of a cache hit.
+    const { record } = await runServeCommand({ ...serve, ...setting, model, seed: serve.seed + index }, io);
     model = record.model_id as string;
     points.push({
       request_rate: setting.requestRate,
