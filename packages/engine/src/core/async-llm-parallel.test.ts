@@ -1,20 +1,10 @@
-import { fixturePath, readFixtureJson } from '@pagoda/fixtures';
+import { fixturePath, readReference } from '@pagoda/fixtures';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AsyncLLM, EngineDeadError } from './async-llm';
-import type { RequestOutput } from './request-output';
-
-interface Reference {
-  prompts: Array<{ ids: number[]; greedy: { ids: number[]; text_in_context: string } }>;
-}
-
-async function collect(stream: AsyncIterable<RequestOutput>): Promise<RequestOutput[]> {
-  const deltas: RequestOutput[] = [];
-  for await (const delta of stream) deltas.push(delta);
-  return deltas;
-}
+import { collect } from './test-streams';
 
 describe('AsyncLLM on tiny-llama at tensor_parallel_size 2, pipeline_parallel_size 2', () => {
-  const reference = readFixtureJson<Reference>('tiny-llama', 'reference.json');
+  const reference = readReference('tiny-llama');
   let engine: AsyncLLM;
   beforeAll(async () => {
     engine = await AsyncLLM.create(fixturePath('tiny-llama'), {

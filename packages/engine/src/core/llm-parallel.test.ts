@@ -1,12 +1,8 @@
-import { fixturePath, readFixtureJson } from '@pagoda/fixtures';
+import { fixturePath, readReference } from '@pagoda/fixtures';
 import type { CheckpointName } from '@pagoda/fixtures';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EngineOptions } from './engine-options';
 import { LLM } from './llm';
-
-interface Reference {
-  prompts: Array<{ ids: number[]; greedy: { ids: number[]; text_in_context: string; steps: { margin: number }[] } }>;
-}
 
 const greedy = { temperature: 0, maxTokens: 24, ignoreEos: true };
 
@@ -17,7 +13,7 @@ describe.each<[CheckpointName, number, number]>([
   ['tiny-qwen2', 2, 2],
   ['tiny-qwen3', 2, 3],
 ])('LLM.generate on %s at tensor_parallel_size %i, pipeline_parallel_size %i', (checkpoint, tp, pp) => {
-  const reference = readFixtureJson<Reference>(checkpoint, 'reference.json');
+  const reference = readReference(checkpoint);
   let llm: LLM;
   beforeAll(async () => {
     llm = await LLM.create(fixturePath(checkpoint), {
@@ -41,7 +37,7 @@ describe.each<[CheckpointName, number, number]>([
 });
 
 describe('LLM under pressure at tensor_parallel_size 2, pipeline_parallel_size 2: preemption, chunked prefill, prefix caching', () => {
-  const reference = readFixtureJson<Reference>('tiny-llama', 'reference.json');
+  const reference = readReference('tiny-llama');
   // As llm.test.ts's busy run: 40 blocks of 16 tokens are too few for 16 requests, so requests are preempted.
   const options: EngineOptions = {
     kvCacheMemory: 40 * 16 * 512,

@@ -1,15 +1,11 @@
-import { checkpointNames, fixturePath, readFixtureJson } from '@pagoda/fixtures';
+import { checkpointNames, fixturePath, readReference } from '@pagoda/fixtures';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LLM } from './llm';
-
-interface Reference {
-  prompts: Array<{ ids: number[]; greedy: { ids: number[]; text_in_context: string } }>;
-}
 
 const greedy = { temperature: 0, maxTokens: 24, ignoreEos: true };
 
 describe.each(checkpointNames)('LLM.generate on %s', (checkpoint) => {
-  const reference = readFixtureJson<Reference>(checkpoint, 'reference.json');
+  const reference = readReference(checkpoint);
   let llm: LLM;
   beforeAll(async () => {
     llm = await LLM.create(fixturePath(checkpoint), { kvCacheMemory: '16MiB', maxModelLen: 1024, intraOpNumThreads: 1 });
@@ -30,7 +26,7 @@ describe.each(checkpointNames)('LLM.generate on %s', (checkpoint) => {
 });
 
 describe('LLM under pressure: a pool small enough to preempt, chunked prefill and prefix caching on', () => {
-  const reference = readFixtureJson<Reference>('tiny-llama', 'reference.json');
+  const reference = readReference('tiny-llama');
   let busy: LLM;
   beforeAll(async () => {
     // 40 blocks of 16 tokens: the three prompts' shared blocks take 26, too few are left for 16 requests' outputs.

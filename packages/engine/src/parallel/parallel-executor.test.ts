@@ -1,4 +1,4 @@
-import { fixturePath, readFixtureJson } from '@pagoda/fixtures';
+import { fixturePath, readReference } from '@pagoda/fixtures';
 import type { CheckpointName } from '@pagoda/fixtures';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -11,10 +11,6 @@ import type { ModelRunnerOutput, ModelRunnerRequest } from '../model-runner';
 import { dummyWeights } from '../model-weights';
 import { writeSafetensors } from '../test-safetensors';
 import { createParallelModelExecutor } from './parallel-executor';
-
-interface Reference {
-  prompts: { ids: number[]; greedy: { ids: number[]; steps: { margin: number }[] } }[];
-}
 
 const blockSize = 16;
 const numBlocks = 64;
@@ -146,7 +142,7 @@ const worstByLayout: Record<string, number> = {};
 afterAll(() => console.info('largest logit difference from one rank, by layout', worstByLayout));
 
 describe.each(layouts)('%s at tensor_parallel_size %i, pipeline_parallel_size %i', (checkpoint, tp, pp) => {
-  const reference = readFixtureJson<Reference>(checkpoint, 'reference.json');
+  const reference = readReference(checkpoint);
   let single: ModelRunner;
   let parallel: ModelExecutor;
   beforeAll(async () => {
