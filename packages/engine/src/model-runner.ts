@@ -56,6 +56,8 @@ export interface ModelRunnerOutput {
   readonly vocabSize: number;
   /** Request `i`'s rows are `logitsRowStart[i]` up to `logitsRowStart[i + 1]`. */
   readonly logitsRowStart: Int32Array;
+  /** With tensor parallelism: the all-reduces of this step on the output rank, and the time spent in them. */
+  readonly parallelStats?: { readonly allReduceCount: number; readonly allReduceMs: number };
 }
 
 /**

@@ -270,3 +270,24 @@ describe('SchedulerOutput', () => {
     expect(added.firstScheduledTime).toBe(105);
   });
 });
+
+describe('Scheduler micro-batches for pipeline parallelism', () => {
+  it('splits the running requests over consecutive steps, so batches in flight hold different requests', () => {
+    const scheduler = makeScheduler({ numMicroBatches: 2 });
+    const runner = new FakeModelRunner(4, () => 7);
+    for (const id of ['a', 'b', 'c', 'd']) scheduler.addRequest(request(id, 3));
+    const prefill = scheduler.schedule();
+    scheduler.updateFromOutput(prefill, runner.execute(prefill));
+    // Two batches in flight: the second is scheduled before the first's tokens come back.
+    const first = scheduler.schedule();
+    const second = scheduler.schedule();
+    expect(scheduledIds(first)).toEqual(['a', 'b']);
+    expect(scheduledIds(second)).toEqual(['c', 'd']);
+    scheduler.updateFromOutput(first, runner.execute(first));
+    expect(scheduledIds(scheduler.schedule())).toEqual(['a', 'b']);
+  });
+
+  it('refuses a number of micro-batches below one', () => {
+    expect(() => makeScheduler({ numMicroBatches: 0 })).toThrow('the number of micro-batches must be a positive integer, got 0');
+  });
+});

@@ -18,6 +18,11 @@ export interface SchedulerConfig {
   policy?: 'fcfs' | 'priority';
   /** With chunked prefill off, a prompt that doesn't fit in the step's remaining budget waits for a later step. */
   enableChunkedPrefill?: boolean;
+  /**
+   * Pipeline parallelism keeps this many batches in flight: each step schedules at most ceil(running / n) of the
+   * running requests, so consecutive batches hold different requests and every stage has work (default 1).
+   */
+  numMicroBatches?: number;
 }
 
 export interface SchedulerStats {
@@ -81,6 +86,10 @@ export class Scheduler {
       throw new SchedulerError('invalid_config', `long_prefill_token_threshold must be a non-negative integer, got ${threshold}`);
     }
     const enableChunkedPrefill = config.enableChunkedPrefill ?? true;
+    const numMicroBatches = config.numMicroBatches ?? 1;
+    if (!Number.isInteger(numMicroBatches) || numMicroBatches < 1) {
+      throw new SchedulerError('invalid_config', `the number of micro-batches must be a positive integer, got ${numMicroBatches}`);
+    }
     if (!enableChunkedPrefill && config.maxNumBatchedTokens < config.maxModelLen) {
       throw new SchedulerError(
         'invalid_config',
@@ -94,6 +103,7 @@ export class Scheduler {
       longPrefillTokenThreshold: threshold,
       policy: config.policy ?? 'fcfs',
       enableChunkedPrefill,
+      numMicroBatches,
     };
     this.waiting = this.config.policy === 'priority' ? new PriorityQueue() : new FcfsQueue();
   }
@@ -154,7 +164,8 @@ export class Scheduler {
 
   /** Plans one step. See the class comment for the order of decisions. */
   schedule(): SchedulerOutput {
-    const { maxNumSeqs, maxNumBatchedTokens, maxModelLen, longPrefillTokenThreshold, enableChunkedPrefill } = this.config;
+    const { maxNumSeqs, maxNumBatchedTokens, maxModelLen, longPrefillTokenThreshold, enableChunkedPrefill, numMicroBatches } = this.config;
+    const maxScheduledRunning = Math.ceil(this.running.length / numMicroBatches);
     const kvCacheManager = this.kvCacheManager;
     let tokenBudget = maxNumBatchedTokens;
     const numScheduledTokens: Record<string, number> = {};
@@ -167,7 +178,7 @@ export class Scheduler {
 
     // 1. Running requests, in order.
     let index = 0;
-    while (index < this.running.length && tokenBudget > 0) {
+    while (index < this.running.length && tokenBudget > 0 && scheduledRunning.length < maxScheduledRunning) {
       const request = this.running[index]!;
       let numNewTokens = request.numTokens - request.numComputedTokens;
       if (longPrefillTokenThreshold > 0) numNewTokens = Math.min(numNewTokens, longPrefillTokenThreshold);

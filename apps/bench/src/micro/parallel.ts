@@ -1,9 +1,9 @@
 // Tensor and pipeline parallelism on this machine: the SmolLM2-135M-shaped dummy model at 32 concurrent decodes,
 // one rank with 2 intra-op threads against tp=3 (SmolLM2's 9 heads and 3 KV heads divide by 3, not by 2) and pp=2
 // with one thread per rank. Each layout decodes the same requests; the output must be the same. The all-reduce cost
-// per step is estimated from `micro collectives` (2 ranks, shared memory) at the step's activation size.
+// per step is measured on the output rank of a tp=3 model runner decoding 32 requests with 256 tokens of context.
 //   micro parallel [decodeTokens=48]
-import { LLM } from '@pagoda/engine';
+import { createParallelModelExecutor, LLM, loadModelConfig } from '@pagoda/engine';
 import { smolLm2Shape, writeDummyModelDir } from '../dummy-model';
 
 interface LayoutResult {
@@ -56,19 +56,67 @@ export default async function parallelBenchmark(args: string[]): Promise<object>
     }
   }
   const base = results[0]!;
-  // Two all-reduces per layer (after o_proj and after down_proj) of a [32, 576] activation at tp > 1.
-  const allReducesPerStep = 2 * smolLm2Shape.num_hidden_layers;
-  const activationFloats = streams * smolLm2Shape.hidden_size;
+  const allReduce = await measureAllReduce(modelDir, streams);
+  console.log(
+    `tp3 all-reduce: ${allReduce.allReducesPerStep} per step, ${allReduce.allReduceMsPerStep.toFixed(2)} ms of a ${allReduce.stepMs.toFixed(1)} ms step`,
+  );
   return {
     model: 'dummy SmolLM2-135M shape (float32)',
     streams,
     decodeTokens,
     layouts: results,
     ratios: Object.fromEntries(results.slice(1).map((result) => [result.layout, result.outputTokensPerSecond / base.outputTokensPerSecond])),
-    allReduce: {
-      perStep: allReducesPerStep,
-      floatsEach: activationFloats,
-      note: 'cost per step = perStep x the 2-rank shared-memory all-reduce time at this size (micro collectives: ~50-75 us at 18k-37k floats on this machine)',
-    },
+    allReduce,
   };
+}
+
+/** Decode steps of 32 requests (256 tokens of context each) through a tp=3 executor, timing its all-reduces. */
+async function measureAllReduce(modelDir: string, streams: number) {
+  const blockSize = 16;
+  const contextTokens = 256;
+  const blocksPerRequest = contextTokens / blockSize + 1;
+  const modelConfig = await loadModelConfig(modelDir);
+  const executor = await createParallelModelExecutor({
+    modelDir,
+    modelConfig,
+    tensorParallelSize: 3,
+    pipelineParallelSize: 1,
+    numBlocks: streams * blocksPerRequest,
+    blockSize,
+    loadFormat: 'dummy',
+    seed: 0,
+    intraOpNumThreads: 1,
+    maxNumBatchedTokens: 2048,
+    maxNumSeqs: streams,
+  });
+  try {
+    const requests = Array.from({ length: streams }, (_, request) => ({
+      tokenIds: [100 + request],
+      numComputedTokens: contextTokens,
+      blockTable: Array.from({ length: blocksPerRequest }, (_, block) => request * blocksPerRequest + block),
+    }));
+    for (let step = 0; step < 2; step += 1) await executor.execute(requests);
+    const steps = 10;
+    let allReduceMs = 0;
+    let allReduces = 0;
+    const started = performance.now();
+    for (let step = 0; step < steps; step += 1) {
+      const output = await executor.execute(requests);
+      allReduceMs += output.parallelStats?.allReduceMs ?? 0;
+      allReduces += output.parallelStats?.allReduceCount ?? 0;
+    }
+    const stepMs = (performance.now() - started) / steps;
+    return {
+      layout: 'tp3, 1 thread per rank',
+      streams,
+      contextTokens,
+      allReducesPerStep: allReduces / steps,
+      floatsEach: streams * smolLm2Shape.hidden_size,
+      allReduceMsPerStep: allReduceMs / steps,
+      stepMs,
+      note: 'time the output rank spends in all-reduces per step: the collectives themselves plus waiting for the slowest rank',
+    };
+  } finally {
+    await executor.release();
+  }
 }

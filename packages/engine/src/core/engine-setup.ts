@@ -84,6 +84,8 @@ export async function createEngineCore(
       maxModelLen: options.maxModelLen,
       policy: options.schedulingPolicy,
       longPrefillTokenThreshold: options.longPrefillTokenThreshold,
+      // One micro-batch per pipeline stage, so the batches in flight hold different requests and stages overlap.
+      numMicroBatches: options.pipelineParallelSize,
     },
     kvCacheManager,
   );

@@ -172,6 +172,9 @@ export class RankModelRunner {
     // Fault injection for tests: the rank's thread dies, as a crashing worker would.
     if (isRankExitRequest(requests)) process.exit(7);
     const { config, partition, plan } = this;
+    // Time spent waiting in all-reduces this step (on this rank), reported with the output.
+    let allReduceMs = 0;
+    let allReduceCount = 0;
     const batch = layoutBatch(requests, this.layout);
     const numTokens = batch.slotMapping.length;
     const hiddenShape = [numTokens, config.hiddenSize];
@@ -199,7 +202,12 @@ export class RankModelRunner {
         case 'partial':
           residual = results.residual_out!.data as Float32Array;
           partial = results.partial_out!.data as Float32Array;
-          await this.inChunks(partial, (chunk) => this.tensorGroup.allReduce(chunk));
+          {
+            const started = performance.now();
+            await this.inChunks(partial, (chunk) => this.tensorGroup.allReduce(chunk));
+            allReduceMs += performance.now() - started;
+            allReduceCount += 1;
+          }
           break;
         case 'hidden':
           hidden = results.hidden_out!.data as Float32Array;
@@ -219,7 +227,12 @@ export class RankModelRunner {
       return undefined;
     }
     if (!this.isOutputRank) return undefined;
-    return { logits: logits!, vocabSize: config.vocabSize, logitsRowStart: batch.logitsRowStart };
+    return {
+      logits: logits!,
+      vocabSize: config.vocabSize,
+      logitsRowStart: batch.logitsRowStart,
+      ...(allReduceCount > 0 ? { parallelStats: { allReduceCount, allReduceMs } } : {}),
+    };
   }
 
   async close(): Promise<void> {
