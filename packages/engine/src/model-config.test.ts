@@ -1,8 +1,8 @@
 import { fixturePath } from '@pagoda/fixtures';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { loadModelConfig, ModelConfigError, parseModelConfig, PagodaEngineError } from './index';
 
 describe('loadModelConfig', () => {
@@ -52,6 +52,7 @@ describe('loadModelConfig', () => {
 
   it('refuses an unsupported architecture with a typed error naming the file and the supported ones', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'pagoda-config-'));
+    onTestFinished(() => rm(dir, { recursive: true, force: true }));
     await writeFile(join(dir, 'config.json'), JSON.stringify({ architectures: ['GPT2LMHeadModel'] }));
     const error = await loadModelConfig(dir).catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(ModelConfigError);

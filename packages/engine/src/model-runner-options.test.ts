@@ -1,7 +1,7 @@
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import {
   cudaProviderInstalled,
   dummyWeights,
@@ -43,6 +43,7 @@ describe('the dummy load format', () => {
 
   it('runs a checkpoint folder that holds only config.json', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'pagoda-dummy-'));
+    onTestFinished(() => rm(dir, { recursive: true, force: true }));
     await writeFile(join(dir, 'config.json'), JSON.stringify(smallLlama));
     const runner = await ModelRunner.load(dir, { loadFormat: 'dummy', numBlocks: 8, blockSize: 4, intraOpNumThreads: 1 });
     const output = await runner.execute([{ tokenIds: prompt, numComputedTokens: 0, blockTable }]);

@@ -1,6 +1,7 @@
-import { copyFile, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { onTestFinished } from 'vitest';
 import { readSafetensorsHeader } from './safetensors';
 
 /** A tensor to write: its stored dtype, shape and raw little-endian bytes. */
@@ -37,9 +38,10 @@ export async function readRawTensors(file: string): Promise<RawTensor[]> {
   }));
 }
 
-/** A temporary checkpoint folder holding a copy of `sourceDir`'s config.json. */
+/** A temporary checkpoint folder holding a copy of `sourceDir`'s config.json, removed when the test ends. */
 export async function checkpointCopy(sourceDir: string): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'pagoda-checkpoint-'));
+  onTestFinished(() => rm(dir, { recursive: true, force: true }));
   await copyFile(join(sourceDir, 'config.json'), join(dir, 'config.json'));
   return dir;
 }

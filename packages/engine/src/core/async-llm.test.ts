@@ -1,5 +1,5 @@
 import { fixturePath, readReference } from '@pagoda/fixtures';
-import { copyFile, mkdtemp, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -76,7 +76,10 @@ describe('AsyncLLM keeps the caller’s event loop free', () => {
       intraOpNumThreads: 1,
     });
   }, 60_000);
-  afterAll(() => engine?.close());
+  afterAll(async () => {
+    await engine?.close();
+    if (modelDir !== undefined) await rm(modelDir, { recursive: true, force: true });
+  });
 
   it('never lets a 10 ms interval gap more than 100 ms during a model run of several seconds', async () => {
     const gaps: number[] = [];
