@@ -1,4 +1,5 @@
 import * as ort from 'onnxruntime-node';
+import { executeInAttentionGroups } from './attention-groups';
 import { layoutBatch } from './batch-layout';
 import type { BatchLayoutContext } from './batch-layout';
 import { ModelInputError } from './errors';
@@ -172,7 +173,12 @@ export class ModelRunner {
    * Runs one step: the new tokens of every request, in one session run. Writes their keys and values into the
    * pools at the slots their block tables give, and returns the requested logits rows.
    */
-  async execute(requests: readonly ModelRunnerRequest[]): Promise<ModelRunnerOutput> {
+  execute(requests: readonly ModelRunnerRequest[]): Promise<ModelRunnerOutput> {
+    return executeInAttentionGroups(requests, (group) => this.executeRun(group));
+  }
+
+  /** One session run over `requests`, attention padded to their longest query and context. */
+  private async executeRun(requests: readonly ModelRunnerRequest[]): Promise<ModelRunnerOutput> {
     const batch = layoutBatch(requests, this.layout);
     const results = await this.session.run({ ...batch.feeds, ...this.poolTensors });
     const width = this.kvWidth;

@@ -1,6 +1,7 @@
 import { createWorkerExecutor, partitionPlan } from '@pagoda/parallel';
 import type { Executor } from '@pagoda/parallel';
 import { availableParallelism } from 'node:os';
+import { executeInAttentionGroups } from '../attention-groups';
 import type { ModelExecutor } from '../core/engine-core';
 import type { ModelConfig } from '../model-config';
 import type { ModelRunnerOutput, ModelRunnerRequest } from '../model-runner';
@@ -73,8 +74,8 @@ export async function createParallelModelExecutor(options: ParallelModelExecutor
 class ParallelModelExecutor implements ModelExecutor {
   constructor(private readonly executor: Executor<readonly ModelRunnerRequest[], ModelRunnerOutput | undefined>) {}
 
-  async execute(requests: readonly ModelRunnerRequest[]): Promise<ModelRunnerOutput> {
-    return (await this.executor.execute(requests))!;
+  execute(requests: readonly ModelRunnerRequest[]): Promise<ModelRunnerOutput> {
+    return executeInAttentionGroups(requests, async (group) => (await this.executor.execute(group))!);
   }
 
   release(): Promise<void> {
