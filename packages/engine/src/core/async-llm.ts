@@ -78,7 +78,16 @@ export class AsyncLLM {
   ) {
     this.processor = new OutputProcessor(context.tokenizer);
     this.latestStats = initialStats;
-    worker.on('message', (message: FromWorkerMessage) => this.onMessage(message));
+    worker.on('message', (message: FromWorkerMessage) => {
+      try {
+        this.onMessage(message);
+      } catch (error) {
+        // A bug in output processing must not take the caller's process down: the engine is dead instead.
+        this.die(`processing the engine core's outputs failed: ${(error as Error).message}`, error);
+        // Stop the core between steps (terminating its thread mid-run could abort the process).
+        this.worker.postMessage({ type: 'shutdown' } satisfies ToWorkerMessage);
+      }
+    });
     worker.on('error', (error) => this.die(`the engine core crashed: ${error.message}`, error));
     this.exited = new Promise((resolve) =>
       worker.once('exit', (code) => {
