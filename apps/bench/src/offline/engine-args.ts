@@ -3,6 +3,7 @@ import { type EngineOptions, LLM } from '@pagoda/engine';
 import { rm } from 'node:fs/promises';
 import { integerOption, UsageError } from '../cli-args';
 import { writeDummyModelDir } from '../dummy-model';
+import { randomDataset } from '../serve/datasets';
 
 /** The engine options the offline benchmarks take, as `parseArgs` option specs. */
 export const engineOptionSpecs = {
@@ -80,4 +81,14 @@ export function promptVocabulary(tokenizer: TextTokenizer, modelVocabSize: numbe
     vocabSize: Math.min(modelVocabSize, tokenizer.tokenizer.get_vocab(true).size),
     excludedTokenIds: [...tokenizer.specialTokenIds],
   };
+}
+
+/** Random token-id prompts of `inputLength` tokens from the model's own vocabulary (as `vllm bench`'s random dataset). */
+export function randomPrompts(llm: LLM, options: { numPrompts: number; inputLength: number; outputLength: number; seed: number }): number[][] {
+  return randomDataset({
+    ...options,
+    rangeRatio: 0,
+    prefixLength: 0,
+    ...promptVocabulary(llm.tokenizer, llm.context.modelConfig.vocabSize),
+  }).map((request) => request.prompt as number[]);
 }

@@ -1,9 +1,8 @@
 import { integerOption, parseOptions } from '../cli-args';
 import { ProgressBar } from '../progress-bar';
 import { machineInfo, saveJson } from '../results';
-import { randomDataset } from '../serve/datasets';
 import { percentile } from '../statistics';
-import { createBenchmarkLlm, engineOptionSpecs, engineOptionsUsage, parseEngineArgs, promptVocabulary } from './engine-args';
+import { createBenchmarkLlm, engineOptionSpecs, engineOptionsUsage, parseEngineArgs, randomPrompts } from './engine-args';
 
 export const latencyUsage = `Usage: pagoda-bench latency [options]
 
@@ -46,15 +45,7 @@ export async function latencyMain(argv: readonly string[]): Promise<void> {
   const engine = parseEngineArgs(values);
   const { llm, modelLabel, close } = await createBenchmarkLlm(engine);
   try {
-    const prompts = randomDataset({
-      numPrompts: batchSize,
-      inputLength,
-      outputLength,
-      rangeRatio: 0,
-      prefixLength: 0,
-      ...promptVocabulary(llm.tokenizer, llm.context.modelConfig.vocabSize),
-      seed,
-    }).map((request) => request.prompt as number[]);
+    const prompts = randomPrompts(llm, { numPrompts: batchSize, inputLength, outputLength, seed });
     const params = { temperature: 1, topP: 1, maxTokens: outputLength, ignoreEos: true, seed };
     console.log(`pagoda-bench latency: batch of ${batchSize} × (${inputLength} prompt + ${outputLength} output tokens) on ${modelLabel}`);
     const stream = values['disable-tqdm'] ? undefined : process.stderr;

@@ -1,7 +1,6 @@
 import { integerOption, parseOptions } from '../cli-args';
 import { machineInfo, saveJson } from '../results';
-import { randomDataset } from '../serve/datasets';
-import { createBenchmarkLlm, engineOptionSpecs, engineOptionsUsage, parseEngineArgs, promptVocabulary } from './engine-args';
+import { createBenchmarkLlm, engineOptionSpecs, engineOptionsUsage, parseEngineArgs, randomPrompts } from './engine-args';
 
 export const throughputUsage = `Usage: pagoda-bench throughput [options]
 
@@ -33,16 +32,7 @@ export async function throughputMain(argv: readonly string[]): Promise<void> {
   const engine = parseEngineArgs(values);
   const { llm, modelLabel, close } = await createBenchmarkLlm(engine);
   try {
-    const requests = randomDataset({
-      numPrompts,
-      inputLength,
-      outputLength,
-      rangeRatio: 0,
-      prefixLength: 0,
-      ...promptVocabulary(llm.tokenizer, llm.context.modelConfig.vocabSize),
-      seed,
-    });
-    const prompts = requests.map((request) => request.prompt as number[]);
+    const prompts = randomPrompts(llm, { numPrompts, inputLength, outputLength, seed });
     console.log(`pagoda-bench throughput: ${numPrompts} requests of ${inputLength} prompt + ${outputLength} output tokens on ${modelLabel}`);
     const start = performance.now();
     const outputs = await llm.generate(prompts, { temperature: 1, topP: 1, maxTokens: outputLength, ignoreEos: true, seed });
