@@ -2,6 +2,7 @@ import { fixturePath, readReference } from '@pagoda/fixtures';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attentionGroups, executeInAttentionGroups } from './attention-groups';
 import { ModelRunner, type ModelRunnerOutput, type ModelRunnerRequest } from './model-runner';
+import { argmax, maxDifference } from './test-logits';
 
 const request = (queryLength: number, numComputedTokens: number): ModelRunnerRequest => ({
   tokenIds: Array.from({ length: queryLength }, () => 1),
@@ -54,17 +55,10 @@ describe('a mixed batch on tiny-llama', () => {
     const together = await runner.execute(mixed);
     const alone = [await runner.execute([decodes[0]!]), await runner.execute([long]), await runner.execute([decodes[1]!])];
     const vocabSize = together.vocabSize;
-    alone.forEach((output, index) => {
-      const row = together.logits.subarray(index * vocabSize, (index + 1) * vocabSize);
-      let worst = 0;
-      for (let token = 0; token < vocabSize; token += 1) worst = Math.max(worst, Math.abs(row[token]! - output.logits[token]!));
-      expect(worst).toBeLessThan(1e-4);
-    });
+    const rowOf = (index: number) => together.logits.subarray(index * vocabSize, (index + 1) * vocabSize);
+    alone.forEach((output, index) => expect(maxDifference(rowOf(index), output.logits)).toBeLessThan(1e-4));
     // The decodes' greedy tokens are the reference's second tokens.
-    for (const index of [0, 2]) {
-      const row = together.logits.subarray(index * vocabSize, (index + 1) * vocabSize);
-      const best = row.indexOf(Math.max(...row));
-      expect(best).toBe(prompts[index === 0 ? 0 : 1]!.greedy.ids[1]);
-    }
+    expect(argmax(rowOf(0))).toBe(prompts[0]!.greedy.ids[1]);
+    expect(argmax(rowOf(2))).toBe(prompts[1]!.greedy.ids[1]);
   });
 });

@@ -1,17 +1,9 @@
-import { decodeFloat32Base64, fixturePath, readFixtureJson } from '@pagoda/fixtures';
+import { decodeFloat32Base64, fixturePath, readReference } from '@pagoda/fixtures';
 import type { CheckpointName } from '@pagoda/fixtures';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ModelRunner } from './index';
 import type { ModelRunnerRequest } from './index';
-
-interface Reference {
-  prompts: {
-    ids: number[];
-    prefill: { ids: number[]; logits: number[]; lse: number }[];
-    last_logits_f32_b64?: string;
-    greedy: { ids: number[]; steps: { margin: number }[] };
-  }[];
-}
+import { argmax, maxDifference } from './test-logits';
 
 const blockSize = 16;
 const numBlocks = 256;
@@ -53,21 +45,8 @@ function topIds(values: Float32Array, count: number): number[] {
   return ids;
 }
 
-function argmax(values: Float32Array): number {
-  let best = 0;
-  for (let id = 1; id < values.length; id += 1) if (values[id]! > values[best]!) best = id;
-  return best;
-}
-
-function maxDifference(left: Float32Array, right: Float32Array): number {
-  expect(left.length).toBe(right.length);
-  let max = 0;
-  for (let index = 0; index < left.length; index += 1) max = Math.max(max, Math.abs(left[index]! - right[index]!));
-  return max;
-}
-
 describe.each<CheckpointName>(['tiny-llama', 'tiny-qwen2', 'tiny-qwen3'])('ModelRunner on %s', (name) => {
-  const reference = readFixtureJson<Reference>(name, 'reference.json');
+  const reference = readReference(name);
   let runner: ModelRunner;
   let allocate: (numTokens: number) => number[];
   /** Each prompt's logits at every position from one prefill run of that prompt alone. */

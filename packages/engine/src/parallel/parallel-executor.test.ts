@@ -11,6 +11,7 @@ import type { ModelRunnerOutput, ModelRunnerRequest } from '../model-runner';
 import { dummyWeights } from '../model-weights';
 import { writeSafetensors } from '../test-safetensors';
 import { createParallelModelExecutor } from './parallel-executor';
+import { argmax, maxDifference } from '../test-logits';
 
 const blockSize = 16;
 const numBlocks = 64;
@@ -34,38 +35,27 @@ const layouts: Array<[CheckpointName, number, number]> = [
   ['tiny-qwen3', 2, 3],
 ];
 
-function argmax(values: Float32Array): number {
-  let best = 0;
-  for (let id = 1; id < values.length; id += 1) if (values[id]! > values[best]!) best = id;
-  return best;
-}
-
-function maxDifference(left: Float32Array, right: Float32Array): number {
-  expect(left.length).toBe(right.length);
-  let max = 0;
-  for (let index = 0; index < left.length; index += 1) max = Math.max(max, Math.abs(left[index]! - right[index]!));
-  return max;
+/** A parallel executor over `modelDir`'s checkpoint at tensor-parallel size `tp` and pipeline size `pp`. */
+async function startParallel(modelDir: string, tp: number, pp: number): Promise<ModelExecutor> {
+  return createParallelModelExecutor({
+    modelDir,
+    modelConfig: await loadModelConfig(modelDir),
+    tensorParallelSize: tp,
+    pipelineParallelSize: pp,
+    numBlocks,
+    blockSize,
+    loadFormat: 'safetensors',
+    seed: 0,
+    intraOpNumThreads: 1,
+    // A tiny step budget makes the shared slot small, so all-reduces, stage transfers and the logits all-gather
+    // of these steps go in several chunks.
+    maxNumBatchedTokens: 16,
+    maxNumSeqs: 1,
+  });
 }
 
 async function startBoth(modelDir: string, tp: number, pp: number): Promise<[ModelRunner, ModelExecutor]> {
-  return Promise.all([
-    ModelRunner.load(modelDir, { numBlocks, blockSize, intraOpNumThreads: 1 }),
-    createParallelModelExecutor({
-      modelDir,
-      modelConfig: await loadModelConfig(modelDir),
-      tensorParallelSize: tp,
-      pipelineParallelSize: pp,
-      numBlocks,
-      blockSize,
-      loadFormat: 'safetensors',
-      seed: 0,
-      intraOpNumThreads: 1,
-      // A tiny step budget makes the shared slot small, so all-reduces, stage transfers and the logits all-gather
-      // of these steps go in several chunks.
-      maxNumBatchedTokens: 16,
-      maxNumSeqs: 1,
-    }),
-  ]);
+  return Promise.all([ModelRunner.load(modelDir, { numBlocks, blockSize, intraOpNumThreads: 1 }), startParallel(modelDir, tp, pp)]);
 }
 
 /**
@@ -212,19 +202,7 @@ describe('a Mistral-style checkpoint: o_proj biases, sliding-window attention, a
 describe('a failing rank', () => {
   it('fails the step and every later one with an ExecutorError naming the rank and the cause, and still closes', async () => {
     const modelDir = fixturePath('tiny-llama');
-    const executor = await createParallelModelExecutor({
-      modelDir,
-      modelConfig: await loadModelConfig(modelDir),
-      tensorParallelSize: 1,
-      pipelineParallelSize: 2,
-      numBlocks,
-      blockSize,
-      loadFormat: 'safetensors',
-      seed: 0,
-      intraOpNumThreads: 1,
-      maxNumBatchedTokens: 16,
-      maxNumSeqs: 1,
-    });
+    const executor = await startParallel(modelDir, 1, 2);
     try {
       const bad = executor.execute([{ tokenIds: [1, 2], numComputedTokens: 0, blockTable: [numBlocks] }]);
       await expect(bad).rejects.toMatchObject({ code: 'rank_failed', message: expect.stringMatching(/^rank \d failed while executing: .*outside 0\.\.63/) });
