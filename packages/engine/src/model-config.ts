@@ -1,6 +1,6 @@
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ModelConfigError } from './errors';
+import { readJsonFile } from './json-file';
 
 /** The architectures (config.json `architectures[0]`) the engine runs, and the family each belongs to. */
 const supportedArchitectures = {
@@ -54,18 +54,13 @@ export interface ModelConfig {
 /** Reads `config.json` from a checkpoint folder. */
 export async function loadModelConfig(modelDir: string): Promise<ModelConfig> {
   const file = join(modelDir, 'config.json');
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (error) {
-    throw new ModelConfigError(file, 'cannot read the checkpoint config', { cause: error });
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (error) {
-    throw new ModelConfigError(file, `is not valid JSON (${(error as Error).message})`, { cause: error });
-  }
+  const raw = await readJsonFile(file, {
+    optional: false,
+    error: (problem, cause) =>
+      new ModelConfigError(file, problem === 'unreadable' ? 'cannot read the checkpoint config' : `is not valid JSON (${(cause as Error).message})`, {
+        cause,
+      }),
+  });
   return parseModelConfig(raw, file);
 }
 

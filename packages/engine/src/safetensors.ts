@@ -1,6 +1,7 @@
-import { open, readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CheckpointError } from './errors';
+import { readJsonFile } from './json-file';
 
 /** A weight as the engine keeps it: float32 values in row-major order. */
 export interface WeightTensor {
@@ -38,29 +39,21 @@ export async function readSafetensorsIndex(
   modelDir: string,
 ): Promise<{ indexFile: string; entries: Map<string, SafetensorsEntry> }> {
   const indexFile = join(modelDir, 'model.safetensors.index.json');
-  let indexText: string | undefined;
-  try {
-    indexText = await readFile(indexFile, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
-      throw new CheckpointError('checkpoint_file_missing', indexFile, 'cannot be read', { cause: error });
-    }
-  }
-  if (indexText === undefined) {
+  const index = (await readJsonFile(indexFile, {
+    optional: true,
+    error: (problem, cause) =>
+      problem === 'unreadable'
+        ? new CheckpointError('checkpoint_file_missing', indexFile, 'cannot be read', { cause })
+        : new CheckpointError('checkpoint_file_invalid', indexFile, `is not a valid index (${(cause as Error).message})`, { cause }),
+  })) as { weight_map?: unknown } | undefined;
+  if (index === undefined) {
     const file = join(modelDir, 'model.safetensors');
     return { indexFile: file, entries: await readSafetensorsHeader(file) };
   }
-
-  let weightMap: Record<string, unknown>;
-  try {
-    const parsed = JSON.parse(indexText) as { weight_map?: unknown };
-    if (typeof parsed.weight_map !== 'object' || parsed.weight_map === null) throw new Error('no weight_map object');
-    weightMap = parsed.weight_map as Record<string, unknown>;
-  } catch (error) {
-    throw new CheckpointError('checkpoint_file_invalid', indexFile, `is not a valid index (${(error as Error).message})`, {
-      cause: error,
-    });
+  if (typeof index.weight_map !== 'object' || index.weight_map === null) {
+    throw new CheckpointError('checkpoint_file_invalid', indexFile, 'is not a valid index (no weight_map object)');
   }
+  const weightMap = index.weight_map as Record<string, unknown>;
   const entries = new Map<string, SafetensorsEntry>();
   const shards = [...new Set(Object.values(weightMap).filter((value): value is string => typeof value === 'string'))];
   const headers = await Promise.all(shards.map((shard) => readSafetensorsHeader(join(modelDir, shard))));

@@ -1,6 +1,6 @@
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ModelConfigError } from '../errors';
+import { readJsonFile } from '../json-file';
 
 /**
  * The sampling defaults a checkpoint's generation_config.json recommends. As with vLLM's default
@@ -34,20 +34,15 @@ const fields: Array<[keyof GenerationDefaults, string]> = [
 /** Reads generation_config.json; a checkpoint without one has no defaults. */
 export async function loadGenerationConfig(modelDir: string): Promise<GenerationConfig> {
   const file = join(modelDir, 'generation_config.json');
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { defaults: {}, eosTokenIds: [] };
-    throw new ModelConfigError(file, 'cannot read the generation config', { cause: error });
-  }
-  let raw: Record<string, unknown>;
-  try {
-    raw = JSON.parse(text) as Record<string, unknown>;
-  } catch (error) {
-    throw new ModelConfigError(file, `is not valid JSON (${(error as Error).message})`, { cause: error });
-  }
-  return parseGenerationConfig(raw);
+  const raw = await readJsonFile(file, {
+    optional: true,
+    error: (problem, cause) =>
+      new ModelConfigError(file, problem === 'unreadable' ? 'cannot read the generation config' : `is not valid JSON (${(cause as Error).message})`, {
+        cause,
+      }),
+  });
+  if (raw === undefined) return { defaults: {}, eosTokenIds: [] };
+  return parseGenerationConfig(raw as Record<string, unknown>);
 }
 
 export function parseGenerationConfig(raw: Record<string, unknown>): GenerationConfig {

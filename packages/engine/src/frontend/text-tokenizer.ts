@@ -1,8 +1,8 @@
 import { Template } from '@huggingface/jinja';
 import { Tokenizer } from '@huggingface/tokenizers';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PagodaEngineError } from '../errors';
+import { readJsonFile } from '../json-file';
 
 /** One chat message, as OpenAI's API and Hugging Face chat templates take it. */
 export interface ChatMessage {
@@ -54,7 +54,7 @@ export class TextTokenizer {
       readJson(join(modelDir, 'tokenizer_config.json'), false),
     ]);
     const config = (tokenizerConfig ?? {}) as Record<string, unknown>;
-    return new TextTokenizer(new Tokenizer(tokenizerJson!, config), config);
+    return new TextTokenizer(new Tokenizer(tokenizerJson as object, config), config);
   }
 
   /** Token ids of `text`; with special tokens (BOS and the like) as tokenizer.json's post-processor adds them. */
@@ -125,17 +125,12 @@ function tokenText(value: unknown): string | undefined {
   return undefined;
 }
 
-async function readJson(file: string, required: boolean): Promise<object | undefined> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (error) {
-    if (!required && (error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new PagodaEngineError('tokenizer_missing', `${file}: cannot read the tokenizer file`, { cause: error });
-  }
-  try {
-    return JSON.parse(text) as object;
-  } catch (error) {
-    throw new PagodaEngineError('tokenizer_invalid', `${file}: is not valid JSON`, { cause: error });
-  }
+function readJson(file: string, required: boolean): Promise<unknown> {
+  return readJsonFile(file, {
+    optional: !required,
+    error: (problem, cause) =>
+      problem === 'unreadable'
+        ? new PagodaEngineError('tokenizer_missing', `${file}: cannot read the tokenizer file`, { cause })
+        : new PagodaEngineError('tokenizer_invalid', `${file}: is not valid JSON`, { cause }),
+  });
 }
