@@ -31,3 +31,18 @@ export class RequestRejectedError extends SchedulerError {
     this.name = 'RequestRejectedError';
   }
 }
+
+/**
+ * Refuses a request whose prompt plus `max_tokens` exceeds the model's context, in the words of OpenAI's API (the
+ * message vLLM's server gives too). `param` is `prompt` when the prompt alone fills the context.
+ */
+export function checkContextLength(maxModelLen: number, numPromptTokens: number, maxTokens: number): void {
+  const total = numPromptTokens + maxTokens;
+  if (total <= maxModelLen) return;
+  throw new RequestRejectedError(
+    'context_length_exceeded',
+    `This model's maximum context length is ${maxModelLen} tokens. However, you requested ${total} tokens ` +
+      `(${numPromptTokens} in the prompt, ${maxTokens} in the completion). Please reduce the length of the prompt or completion.`,
+    numPromptTokens >= maxModelLen ? 'prompt' : 'max_tokens',
+  );
+}

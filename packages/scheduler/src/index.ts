@@ -1,4 +1,4 @@
-export { RequestRejectedError, SchedulerError } from './errors';
+export { checkContextLength, RequestRejectedError, SchedulerError } from './errors';
 export { Request } from './request';
 export type { RequestInit } from './request';
 export { comparePriority, FcfsQueue, PriorityQueue } from './request-queue';

@@ -1,5 +1,5 @@
 import type { KVCacheManager } from '@pagoda/kv-cache';
-import { RequestRejectedError, SchedulerError } from './errors';
+import { checkContextLength, RequestRejectedError, SchedulerError } from './errors';
 import { Request, type RequestInit } from './request';
 import { comparePriority, FcfsQueue, PriorityQueue, type RequestQueue } from './request-queue';
 import { finishReasonOf, isFinished, RequestStatus } from './request-status';
@@ -121,15 +121,8 @@ export class Scheduler {
     if (!Number.isInteger(init.maxTokens) || init.maxTokens < 1) {
       throw new RequestRejectedError('invalid_request', `max_tokens must be at least 1, got ${init.maxTokens}`, 'max_tokens');
     }
+    checkContextLength(maxModelLen, numPromptTokens, init.maxTokens);
     const numTokensAtMost = numPromptTokens + init.maxTokens;
-    if (numTokensAtMost > maxModelLen) {
-      throw new RequestRejectedError(
-        'context_length_exceeded',
-        `This model's maximum context length is ${maxModelLen} tokens. However, you requested ${numTokensAtMost} tokens ` +
-          `(${numPromptTokens} in the prompt, ${init.maxTokens} in the completion). Please reduce the length of the prompt or completion.`,
-        numPromptTokens > maxModelLen ? 'prompt' : 'max_tokens',
-      );
-    }
     const { blockSize, blockPool } = this.kvCacheManager;
     const blocksNeeded = Math.ceil(numTokensAtMost / blockSize);
     if (blocksNeeded > blockPool.numBlocks) {

@@ -1,6 +1,6 @@
 import { KVCacheManager } from '@pagoda/kv-cache';
 import { type NormalizedSamplingParams, Sampler, type SamplingParams, validateSamplingParams } from '@pagoda/sampling';
-import { RequestRejectedError, Scheduler } from '@pagoda/scheduler';
+import { checkContextLength, RequestRejectedError, Scheduler } from '@pagoda/scheduler';
 import { resolve } from 'node:path';
 import { PagodaEngineError } from '../errors';
 import { type GenerationConfig, loadGenerationConfig } from '../frontend/generation-config';
@@ -133,16 +133,7 @@ export function prepareRequest(
   }
   if (promptTokenIds.length === 0) throw new RequestRejectedError('invalid_request', 'the prompt must contain at least one token', 'prompt');
   const samplingParams = extra.normalized ? (params as NormalizedSamplingParams) : resolveSamplingParams(context, params);
-  const maxModelLen = context.options.maxModelLen;
-  const total = promptTokenIds.length + samplingParams.maxTokens;
-  if (total > maxModelLen) {
-    throw new RequestRejectedError(
-      'context_length_exceeded',
-      `This model's maximum context length is ${maxModelLen} tokens. However, you requested ${total} tokens ` +
-        `(${promptTokenIds.length} in the prompt, ${samplingParams.maxTokens} in the completion). Please reduce the length of the prompt or completion.`,
-      promptTokenIds.length >= maxModelLen ? 'prompt' : 'max_tokens',
-    );
-  }
+  checkContextLength(context.options.maxModelLen, promptTokenIds.length, samplingParams.maxTokens);
   return {
     requestId,
     prompt,
