@@ -36,13 +36,15 @@ Serving
   --max-waiting-requests N       answer 429 beyond N requests waiting for their first token
 
 Engine (as vLLM's engine arguments)
-  --device cpu|cuda|webgpu       execution provider (default cpu)
+  --device cpu|cuda|webgpu       execution provider (default cpu); a GPU keeps the paged KV cache on the device
+  --dtype auto|float32|float16|bfloat16   weights and KV cache (default auto: float32 on the CPU, float16 on a GPU)
   --gpu-memory-utilization F     fraction of GPU memory to use, in (0, 1] (default 0.9)
-  --kv-cache-memory SIZE         KV cache size on the CPU, bytes or with a unit: 4GiB (default: min(4 GiB, free/4))
+  --kv-cache-memory SIZE         KV cache size, bytes or with a unit: 4GiB (CPU default: min(4 GiB, free/4);
+                                 on a GPU it replaces the plan profiled from --gpu-memory-utilization)
   --max-num-seqs N               most requests running at once (default 256)
   --max-num-batched-tokens N     most tokens per step (default 2048)
   --max-model-len N              longest sequence, prompt + output (default: the model's)
-  --block-size N                 tokens per KV block (default 16)
+  --block-size N                 tokens per KV block (default 16; on CUDA what paged FlashAttention wants)
   --enable-prefix-caching / --no-enable-prefix-caching   automatic prefix caching (default on)
   --tensor-parallel-size N       tensor-parallel ranks (default 1)
   --pipeline-parallel-size N     pipeline stages (default 1)
@@ -52,7 +54,8 @@ Engine (as vLLM's engine arguments)
   --seed N                       seed of the dummy weights (default 0)
   --intra-op-num-threads N       ONNX Runtime threads (default: one per core)
   --scheduling-policy fcfs|priority
-  --long-prefill-token-threshold N`;
+  --long-prefill-token-threshold N
+  --model-runner auto|paged-reference   paged-reference: the GPU graph on the CPU, for checking without a GPU`;
 
 const integerFlags = [
   'port',
@@ -88,6 +91,8 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
         'allowed-origins': { type: 'string' },
         'chat-template': { type: 'string' },
         device: { type: 'string' },
+        dtype: { type: 'string' },
+        'model-runner': { type: 'string' },
         'gpu-memory-utilization': { type: 'string' },
         'kv-cache-memory': { type: 'string' },
         'enable-prefix-caching': { type: 'boolean' },
@@ -128,6 +133,8 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
     if (value !== undefined) engine[key] = value;
   };
   set('device', string('device') as EngineOptions['device']);
+  set('dtype', string('dtype') as EngineOptions['dtype']);
+  set('modelRunner', string('model-runner') as EngineOptions['modelRunner']);
   set('gpuMemoryUtilization', gpuMemoryUtilization);
   set('kvCacheMemory', string('kv-cache-memory'));
   set('maxNumSeqs', numbers['max-num-seqs']);

@@ -20,9 +20,14 @@ export async function serve(options: ServeOptions, version: string, log: (line: 
     options.chatTemplate !== undefined && existsSync(options.chatTemplate) ? readFileSync(options.chatTemplate, 'utf8') : options.chatTemplate;
   const engine = await AsyncLLM.create(modelDir, options.engine);
   const { modelConfig, options: engineOptions } = engine.context;
-  const plan = engineOptions.kvCache;
+  const plan = engineOptions.kvCache!;
   const servedModelName = options.servedModelName ?? basename(modelDir);
-  log(`pagoda ${version}: ${servedModelName} (${modelConfig.architecture}, ${modelConfig.numLayers} layers) from ${modelDir} on ${engineOptions.device}`);
+  const runner = engineOptions.modelRunner === 'paged-reference' ? ' (paged reference runner)' : '';
+  log(
+    `pagoda ${version}: ${servedModelName} (${modelConfig.architecture}, ${modelConfig.numLayers} layers) from ${modelDir} ` +
+      `on ${engineOptions.device}${runner}, ${engineOptions.dtype}`,
+  );
+  for (const line of engine.startupLog) log(line);
   log(
     `KV cache: ${plan.numBlocks} blocks of ${plan.blockSize} tokens (${formatBytes(plan.kvCacheBytes)}), ${plan.maxTokens} tokens; ` +
       `maximum concurrency for ${plan.maxModelLen}-token requests: ${plan.maxConcurrency.toFixed(2)}x`,

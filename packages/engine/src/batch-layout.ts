@@ -35,42 +35,14 @@ export interface BatchLayout {
  */
 export function layoutBatch(requests: readonly ModelRunnerRequest[], context: BatchLayoutContext): BatchLayout {
   const numRequests = requests.length;
-  if (numRequests === 0) throw new ModelInputError('a step needs at least one request');
-  const { blockSize, numBlocks, config } = context;
-  const vocabSize = config.vocabSize;
-  let numTokens = 0;
-  let maxQuery = 0;
-  let maxContext = 0;
-  let longestSequence = 0;
-  let numLogits = 0;
-  requests.forEach((request, requestIndex) => {
-    const newTokens = request.tokenIds.length;
-    const total = request.numComputedTokens + newTokens;
-    if (newTokens < 1) throw new ModelInputError(`request ${requestIndex} has no new tokens`, { requestIndex });
-    if (!Number.isInteger(request.numComputedTokens) || request.numComputedTokens < 0) {
-      throw new ModelInputError(`request ${requestIndex} has numComputedTokens ${request.numComputedTokens}`, { requestIndex });
-    }
-    if (request.blockTable.length * blockSize < total) {
-      throw new ModelInputError(
-        `request ${requestIndex} needs ${Math.ceil(total / blockSize)} blocks for ${total} tokens but its block table has ${request.blockTable.length}`,
-        { requestIndex },
-      );
-    }
-    numTokens += newTokens;
-    maxQuery = Math.max(maxQuery, newTokens);
-    maxContext = Math.max(maxContext, request.numComputedTokens);
-    longestSequence = Math.max(longestSequence, total);
-    const rows = request.logits ?? 'last';
-    numLogits += rows === 'all' ? newTokens : rows === 'last' ? 1 : 0;
+  const { blockSize, config } = context;
+  const { numTokens, maxQuery, maxContext, longestSequence, numLogits } = checkStep(requests, {
+    blockSize,
+    numBlocks: context.numBlocks,
+    vocabSize: config.vocabSize,
   });
-
-  const slot = (blockTable: ArrayLike<number>, position: number, requestIndex: number): number => {
-    const block = blockTable[Math.floor(position / blockSize)]!;
-    if (!Number.isInteger(block) || block < 0 || block >= numBlocks) {
-      throw new ModelInputError(`request ${requestIndex} has block ${block}, outside 0..${numBlocks - 1}`, { requestIndex });
-    }
-    return block * blockSize + (position % blockSize);
-  };
+  const slot = (blockTable: ArrayLike<number>, position: number): number =>
+    blockTable[Math.floor(position / blockSize)]! * blockSize + (position % blockSize);
 
   const maxKeys = maxContext + maxQuery;
   const inputIds = new Int32Array(numTokens);
@@ -91,7 +63,7 @@ export function layoutBatch(requests: readonly ModelRunnerRequest[], context: Ba
     const computed = request.numComputedTokens;
     const newTokens = request.tokenIds.length;
     for (let context = 0; context < computed; context += 1) {
-      contextSlots[requestIndex * maxContext + context] = slot(request.blockTable, context, requestIndex);
+      contextSlots[requestIndex * maxContext + context] = slot(request.blockTable, context);
     }
     for (let query = 0; query < maxQuery; query += 1) {
       const maskRow = (requestIndex * maxQuery + query) * maxKeys;
@@ -102,13 +74,10 @@ export function layoutBatch(requests: readonly ModelRunnerRequest[], context: Ba
         continue;
       }
       const token = request.tokenIds[query]!;
-      if (!Number.isInteger(token) || token < 0 || token >= vocabSize) {
-        throw new ModelInputError(`request ${requestIndex} has token id ${token}, outside 0..${vocabSize - 1}`, { requestIndex });
-      }
       const position = computed + query;
       inputIds[row] = token;
       positions[row] = position;
-      slotMapping[row] = slot(request.blockTable, position, requestIndex);
+      slotMapping[row] = slot(request.blockTable, position);
       queryIndex[requestIndex * maxQuery + query] = row;
       tokenIndex[row] = requestIndex * maxQuery + query;
       // Keys: cached positions 0..computed-1 in columns 0..computed-1, new positions in maxContext + j.
@@ -153,3 +122,66 @@ export function layoutBatch(requests: readonly ModelRunnerRequest[], context: Ba
   return { feeds, slotMapping, logitsRowStart, numLogits };
 }
 
+
+/** A step's sizes, from {@link checkStep}. */
+export interface StepShape {
+  readonly numTokens: number;
+  /** The most new tokens of one request. */
+  readonly maxQuery: number;
+  /** The most cached tokens of one request. */
+  readonly maxContext: number;
+  /** The longest request, cached and new tokens together. */
+  readonly longestSequence: number;
+  readonly numLogits: number;
+}
+
+/**
+ * Checks a step's requests before any runner lays them out: each has new tokens inside the vocabulary, a whole
+ * number of cached tokens, and a block table covering all its tokens with blocks inside the pool.
+ */
+export function checkStep(
+  requests: readonly ModelRunnerRequest[],
+  limits: { readonly blockSize: number; readonly numBlocks: number; readonly vocabSize: number },
+): StepShape {
+  if (requests.length === 0) throw new ModelInputError('a step needs at least one request');
+  const { blockSize, numBlocks, vocabSize } = limits;
+  let numTokens = 0;
+  let maxQuery = 0;
+  let maxContext = 0;
+  let longestSequence = 0;
+  let numLogits = 0;
+  requests.forEach((request, requestIndex) => {
+    const newTokens = request.tokenIds.length;
+    const total = request.numComputedTokens + newTokens;
+    if (newTokens < 1) throw new ModelInputError(`request ${requestIndex} has no new tokens`, { requestIndex });
+    if (!Number.isInteger(request.numComputedTokens) || request.numComputedTokens < 0) {
+      throw new ModelInputError(`request ${requestIndex} has numComputedTokens ${request.numComputedTokens}`, { requestIndex });
+    }
+    const blocksNeeded = Math.ceil(total / blockSize);
+    if (request.blockTable.length < blocksNeeded) {
+      throw new ModelInputError(
+        `request ${requestIndex} needs ${blocksNeeded} blocks for ${total} tokens but its block table has ${request.blockTable.length}`,
+        { requestIndex },
+      );
+    }
+    for (let index = 0; index < blocksNeeded; index += 1) {
+      const block = request.blockTable[index]!;
+      if (!Number.isInteger(block) || block < 0 || block >= numBlocks) {
+        throw new ModelInputError(`request ${requestIndex} has block ${block}, outside 0..${numBlocks - 1}`, { requestIndex });
+      }
+    }
+    for (let index = 0; index < newTokens; index += 1) {
+      const token = request.tokenIds[index]!;
+      if (!Number.isInteger(token) || token < 0 || token >= vocabSize) {
+        throw new ModelInputError(`request ${requestIndex} has token id ${token}, outside 0..${vocabSize - 1}`, { requestIndex });
+      }
+    }
+    numTokens += newTokens;
+    maxQuery = Math.max(maxQuery, newTokens);
+    maxContext = Math.max(maxContext, request.numComputedTokens);
+    longestSequence = Math.max(longestSequence, total);
+    const rows = request.logits ?? 'last';
+    numLogits += rows === 'all' ? newTokens : rows === 'last' ? 1 : 0;
+  });
+  return { numTokens, maxQuery, maxContext, longestSequence, numLogits };
+}

@@ -1,17 +1,7 @@
-import onnxProto from 'onnx-proto';
-import { CheckpointError } from './errors';
+import { DataType, GraphBuilder } from './graph-builder';
 import type { ModelConfig } from './model-config';
 import { hasOutputBias } from './model-weights';
 import type { ModelWeights } from './safetensors';
-
-const { onnx } = onnxProto;
-const DataType = onnx.TensorProto.DataType;
-const AttributeType = onnx.AttributeProto.AttributeType;
-
-/** ONNX Runtime 1.30 refuses the IR version onnx 1.23 writes by default (14); 10 carries everything used here. */
-const irVersion = 10;
-/** Opset 23 brings `Attention` (with GQA) and `RMSNormalization`. */
-const opsetVersion = 23;
 
 /** The model as ONNX Runtime loads it: the graph, and each weight's bytes as in-memory external data. */
 export interface ModelGraph {
@@ -276,122 +266,8 @@ export function buildSegmentGraph(config: ModelConfig, weights: ModelWeights, se
  * Which layers use the sliding window: `layer_types` when the config lists them (kept by parseModelConfig as
  * `layerTypes`), otherwise every layer when a window is set.
  */
-function layerKinds(config: ModelConfig): boolean[] {
+export function layerKinds(config: ModelConfig): boolean[] {
   return Array.from({ length: config.numLayers }, (_, layer) =>
     config.slidingWindow === undefined ? false : (config.layerTypes?.[layer] ?? 'sliding_attention') === 'sliding_attention',
   );
-}
-
-type AttributeValue = number | number[] | { float: number };
-
-/** Collects nodes, inputs, outputs and initializers; weights become in-memory external data, never protobuf bytes. */
-class GraphBuilder {
-  private readonly nodes: onnxProto.onnx.INodeProto[] = [];
-  private readonly inputs: onnxProto.onnx.IValueInfoProto[] = [];
-  private readonly outputs: onnxProto.onnx.IValueInfoProto[] = [];
-  private readonly initializers: onnxProto.onnx.ITensorProto[] = [];
-  private readonly externalData: { path: string; data: Uint8Array }[] = [];
-  private readonly weightNames = new Set<string>();
-
-  constructor(private readonly weights: ModelWeights) {}
-
-  input(name: string, elemType: number, dims: (number | string)[]): string {
-    this.inputs.push(valueInfo(name, elemType, dims));
-    return name;
-  }
-
-  output(name: string, elemType: number, dims: (number | string)[]): void {
-    this.outputs.push(valueInfo(name, elemType, dims));
-  }
-
-  node(opType: string, inputs: string[], output: string, attributes: Record<string, AttributeValue> = {}): string {
-    return this.nodeOutputs(opType, inputs, [output], attributes)[0]!;
-  }
-
-  nodeOutputs(opType: string, inputs: string[], outputs: string[], attributes: Record<string, AttributeValue> = {}): string[] {
-    this.nodes.push(
-      onnx.NodeProto.create({
-        opType,
-        input: inputs,
-        output: outputs,
-        name: `${outputs[0]}.node`,
-        attribute: Object.entries(attributes).map(([name, value]) => attribute(name, value)),
-      }),
-    );
-    return outputs;
-  }
-
-  /** A checkpoint weight as an initializer whose bytes ONNX Runtime takes from memory (the model may exceed 2 GB). */
-  weight(name: string): string {
-    if (this.weightNames.has(name)) return name;
-    const tensor = this.weights.get(name);
-    if (tensor === undefined) {
-      throw new CheckpointError('checkpoint_tensor_missing', '(weights in memory)', 'is missing', { tensor: name });
-    }
-    const path = `weight${this.externalData.length}`;
-    const data = new Uint8Array(tensor.data.buffer, tensor.data.byteOffset, tensor.data.byteLength);
-    this.externalData.push({ path, data });
-    this.initializers.push(
-      onnx.TensorProto.create({
-        name,
-        dataType: DataType.FLOAT,
-        dims: [...tensor.shape],
-        dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
-        externalData: [
-          { key: 'location', value: path },
-          { key: 'offset', value: '0' },
-          { key: 'length', value: String(data.byteLength) },
-        ],
-      }),
-    );
-    this.weightNames.add(name);
-    return name;
-  }
-
-  int64Constant(name: string, values: number[]): string {
-    const data = BigInt64Array.from(values.map(BigInt));
-    this.initializers.push(
-      onnx.TensorProto.create({
-        name,
-        dataType: DataType.INT64,
-        dims: [values.length],
-        rawData: new Uint8Array(data.buffer),
-      }),
-    );
-    return name;
-  }
-
-  finish(): { model: Uint8Array; externalData: { path: string; data: Uint8Array }[] } {
-    const model = onnx.ModelProto.create({
-      irVersion,
-      opsetImport: [{ domain: '', version: opsetVersion }],
-      producerName: '@pagoda/engine',
-      graph: {
-        name: 'pagoda',
-        node: this.nodes,
-        input: this.inputs,
-        output: this.outputs,
-        initializer: this.initializers,
-      },
-    });
-    return { model: onnx.ModelProto.encode(model).finish(), externalData: this.externalData };
-  }
-}
-
-function valueInfo(name: string, elemType: number, dims: (number | string)[]): onnxProto.onnx.IValueInfoProto {
-  return onnx.ValueInfoProto.create({
-    name,
-    type: {
-      tensorType: {
-        elemType,
-        shape: { dim: dims.map((dim) => (typeof dim === 'string' ? { dimParam: dim } : { dimValue: dim })) },
-      },
-    },
-  });
-}
-
-function attribute(name: string, value: AttributeValue): onnxProto.onnx.IAttributeProto {
-  if (typeof value === 'number') return { name, type: AttributeType.INT, i: value };
-  if (Array.isArray(value)) return { name, type: AttributeType.INTS, ints: value };
-  return { name, type: AttributeType.FLOAT, f: value.float };
 }

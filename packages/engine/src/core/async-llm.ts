@@ -75,6 +75,8 @@ export class AsyncLLM {
     readonly context: ModelContext,
     private readonly worker: Worker,
     initialStats: SchedulerStats,
+    /** What setting up the engine core found (on a GPU: the memory plan and the KV pool self-check). */
+    readonly startupLog: readonly string[] = [],
   ) {
     this.processor = new OutputProcessor(context.tokenizer);
     this.latestStats = initialStats;
@@ -104,10 +106,10 @@ export class AsyncLLM {
     const worker = startWorker(workerData);
     // eslint-disable-next-line @typescript-eslint/no-explicit-any -- listeners of different events share one list
     const listeners: Array<[string, (...args: any[]) => void]> = [];
-    const stats = await new Promise<SchedulerStats>((resolve, reject) => {
+    const ready = await new Promise<Extract<FromWorkerMessage, { type: 'ready' }>>((resolve, reject) => {
       listeners.push(
         ['message', (message: FromWorkerMessage) => {
-          if (message.type === 'ready') resolve(message.stats);
+          if (message.type === 'ready') resolve(message);
           else if (message.type === 'fatal') reject(restoreError(message.error));
         }],
         ['error', reject],
@@ -120,7 +122,8 @@ export class AsyncLLM {
     });
     // Only our own listeners: removeAllListeners would also drop the Worker's internal ones that deliver messages.
     for (const [event, listener] of listeners) worker.off(event, listener);
-    return new AsyncLLM(context, worker, stats);
+    const planned = { ...context, options: { ...context.options, kvCache: ready.kvCache } };
+    return new AsyncLLM(planned, worker, ready.stats, ready.startupLog);
   }
 
   get tokenizer() {

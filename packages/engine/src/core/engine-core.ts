@@ -1,3 +1,4 @@
+import type { KvCachePlan } from '@pagoda/kv-cache';
 import type { NormalizedSamplingParams, SampledTokenLogprobs, Sampler, SamplingRow } from '@pagoda/sampling';
 import { type FinishReason, RequestStatus, type Scheduler, type SchedulerOutput, type SchedulerStats } from '@pagoda/scheduler';
 import type { ModelRunnerOutput, ModelRunnerRequest } from '../model-runner';
@@ -55,6 +56,10 @@ export interface EngineCoreOptions {
    * `pp` in flight, so that stage 0 runs batch N + 1 while the last stage runs batch N.
    */
   readonly maxBatchesInFlight?: number;
+  /** The KV cache the core's executor was built with (reported by LLM and AsyncLLM). */
+  readonly kvCache?: KvCachePlan;
+  /** What setting up the executor found (a GPU's memory plan, the KV pool self-check), for the start-up log. */
+  readonly startupLog?: readonly string[];
 }
 
 /**
@@ -79,6 +84,8 @@ export class EngineCore {
   private readonly samplingRows = new Map<string, SamplingRow>();
   private readonly batchQueue: InFlightBatch[] = [];
   private readonly maxBatchesInFlight: number;
+  readonly kvCache: KvCachePlan | undefined;
+  readonly startupLog: readonly string[];
 
   constructor(
     readonly scheduler: Scheduler,
@@ -87,6 +94,8 @@ export class EngineCore {
     options: EngineCoreOptions = {},
   ) {
     this.maxBatchesInFlight = options.maxBatchesInFlight ?? 1;
+    this.kvCache = options.kvCache;
+    this.startupLog = options.startupLog ?? [];
   }
 
   /** Queues a request; throws the scheduler's `RequestRejectedError` for one that could never run. */

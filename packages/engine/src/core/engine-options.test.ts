@@ -49,7 +49,7 @@ describe('resolveEngineOptions: tensor and pipeline parallel sizes', () => {
 
   it('plans the KV cache over all ranks: the same blocks as one rank, fewer when tensor parallelism replicates KV heads', () => {
     const blocks = (options: EngineOptions): number =>
-      resolveEngineOptions({ kvCacheMemory: '16MiB', ...options }, model).kvCache.numBlocks;
+      resolveEngineOptions({ kvCacheMemory: '16MiB', ...options }, model).kvCache!.numBlocks;
     const single = blocks({});
     expect(blocks({ tensorParallelSize: 2, pipelineParallelSize: 2 })).toBe(single);
     // tp 4 over 2 KV heads holds each KV head twice.

@@ -2,19 +2,36 @@ import { formatBytes, parseMemorySize, planKvCache, type KvCachePlan } from '@pa
 import { PartitionError, validateParallelConfig } from '@pagoda/parallel';
 import { freemem } from 'node:os';
 import { PagodaEngineError } from '../errors';
-import type { ExecutionProvider } from '../execution-provider';
+import { checkExecutionProvider, type ExecutionProvider } from '../execution-provider';
 import type { ModelConfig } from '../model-config';
+import { defaultGpuBlockSize, type GpuProbe, nvidiaSmiProbe, pagedBlockSizeProblem, selectDevice } from '../paged/gpu-device';
 import { modelShape } from '../parallel/rank-weights';
 
 /** Deployment settings, named as vLLM's engine arguments in camelCase. Every one is optional. */
 export interface EngineOptions {
   /** `safetensors` (default) reads the checkpoint's weights; `dummy` makes seeded random ones from config.json. */
   loadFormat?: 'safetensors' | 'dummy';
-  /** `cpu` (default), `cuda` or `webgpu`. */
+  /**
+   * `cpu` (default), `cuda` or `webgpu`. A GPU runs the PagedAttention graph with the KV cache on the device, on one
+   * GPU (tensor and pipeline parallelism are CPU-only).
+   */
   device?: ExecutionProvider;
+  /**
+   * Weights, activations and KV cache: `auto` (default) is float32 on the CPU and float16 on a GPU; `bfloat16` is
+   * CUDA only.
+   */
+  dtype?: 'auto' | 'float32' | 'float16' | 'bfloat16';
+  /**
+   * `auto` (default): the device's runner. `paged-reference`: on the CPU, the GPU runner's graph with PagedAttention
+   * written in standard operators (float32, slow): for checking the GPU path without a GPU.
+   */
+  modelRunner?: 'auto' | 'paged-reference';
   /** The longest sequence (prompt + output); default the model's `max_position_embeddings`. */
   maxModelLen?: number;
-  /** Tokens per KV block (default 16). */
+  /**
+   * Tokens per KV block. Default 16; on CUDA the smallest block ONNX Runtime's paged FlashAttention takes (256 for
+   * head_dim <= 64, 128 for head_dim <= 128, on sm 8.0 and newer). A GPU needs a power of two of at least 16.
+   */
   blockSize?: number;
   /** Automatic prefix caching (default on). */
   enablePrefixCaching?: boolean;
@@ -23,8 +40,9 @@ export interface EngineOptions {
   /** Most tokens computed per step (default 2048). */
   maxNumBatchedTokens?: number;
   /**
-   * The KV cache's own size on the CPU: bytes or a string with a unit (`4GiB`). Default: 4 GiB or a quarter of free
-   * memory, whichever is less. Under tensor or pipeline parallelism, the size of all ranks' shards together.
+   * The KV cache's own size: bytes or a string with a unit (`4GiB`). On the CPU the default is 4 GiB or a quarter
+   * of free memory, whichever is less; under tensor or pipeline parallelism, the size of all ranks' shards together.
+   * On a GPU it replaces the profiled plan (gpu_memory_utilization), and nvidia-smi is then not needed.
    */
   kvCacheMemory?: number | string;
   /** On a GPU, the fraction of device memory Pagoda may use (default 0.9). */
@@ -67,6 +85,9 @@ export class EngineOptionsError extends PagodaEngineError {
 export interface ResolvedEngineOptions {
   loadFormat: 'safetensors' | 'dummy';
   device: ExecutionProvider;
+  dtype: 'float32' | 'float16' | 'bfloat16';
+  modelRunner: 'auto' | 'paged-reference';
+  gpuMemoryUtilization: number;
   maxModelLen: number;
   blockSize: number;
   enablePrefixCaching: boolean;
@@ -80,14 +101,22 @@ export interface ResolvedEngineOptions {
   generationConfig: 'auto' | 'vllm';
   tensorParallelSize: number;
   pipelineParallelSize: number;
-  kvCache: KvCachePlan;
+  /**
+   * The KV cache's plan. On a GPU without kvCacheMemory it is made when the engine core starts (from a profiling
+   * run) and is undefined until then; LLM and AsyncLLM fill it in once they are ready.
+   */
+  kvCache: KvCachePlan | undefined;
 }
 
-/** The KV pools on the CPU are float32. */
-const cpuKvDtypeBytes = 4;
-
-/** Validates the options against the model and plans the KV cache; every error names the option. */
-export function resolveEngineOptions(options: EngineOptions, model: ModelConfig): ResolvedEngineOptions {
+/**
+ * Validates the options against the model and plans the KV cache; every error names the option. On CUDA without a
+ * block size, `probe` (default nvidia-smi) tells the device's compute capability.
+ */
+export function resolveEngineOptions(
+  options: EngineOptions,
+  model: ModelConfig,
+  probe: () => GpuProbe = () => nvidiaSmiProbe(),
+): ResolvedEngineOptions {
   const positiveInteger = (param: string, value: number | undefined, fallback: number): number => {
     const resolved = value ?? fallback;
     if (!Number.isInteger(resolved) || resolved < 1) {
@@ -111,7 +140,22 @@ export function resolveEngineOptions(options: EngineOptions, model: ModelConfig)
       `max_model_len (${maxModelLen}) is larger than the model's max_position_embeddings (${model.maxPositionEmbeddings})`,
     );
   }
-  const blockSize = positiveInteger('block_size', options.blockSize, 16);
+  const modelRunner = oneOf('model_runner', options.modelRunner, ['auto', 'paged-reference'] as const);
+  const paged = device !== 'cpu' || modelRunner === 'paged-reference';
+  if (modelRunner === 'paged-reference' && device !== 'cpu') {
+    throw new EngineOptionsError('model_runner', `model_runner paged-reference runs on the CPU; with device ${device} the real PagedAttention runs`);
+  }
+  const dtype = resolveDtype(options.dtype, device);
+  if (device !== 'cpu') {
+    try {
+      checkExecutionProvider(device);
+    } catch (error) {
+      throw new EngineOptionsError('device', (error as Error).message);
+    }
+  }
+  const blockSize = positiveInteger('block_size', options.blockSize, paged ? defaultPagedBlockSize(device, model, options, probe) : 16);
+  const blockSizeProblem = paged ? pagedBlockSizeProblem(blockSize) : undefined;
+  if (blockSizeProblem !== undefined) throw new EngineOptionsError('block_size', blockSizeProblem);
   const maxNumSeqs = positiveInteger('max_num_seqs', options.maxNumSeqs, 256);
   const maxNumBatchedTokens = positiveInteger('max_num_batched_tokens', options.maxNumBatchedTokens, 2048);
   const tensorParallelSize = positiveInteger('tensor_parallel_size', options.tensorParallelSize, 1);
@@ -122,39 +166,48 @@ export function resolveEngineOptions(options: EngineOptions, model: ModelConfig)
     if (!PartitionError.isInstance(error)) throw error;
     throw new EngineOptionsError(error.param ?? 'tensor_parallel_size', error.message);
   }
+  if (paged && tensorParallelSize * pipelineParallelSize > 1) {
+    throw new EngineOptionsError(
+      tensorParallelSize > 1 ? 'tensor_parallel_size' : 'pipeline_parallel_size',
+      `tensor and pipeline parallelism run on the CPU only; the ${device === 'cpu' ? 'paged reference runner' : `${device} runner`} uses one device`,
+    );
+  }
   const gpuMemoryUtilization = options.gpuMemoryUtilization ?? 0.9;
   if (!(gpuMemoryUtilization > 0 && gpuMemoryUtilization <= 1)) {
     throw new EngineOptionsError('gpu_memory_utilization', `gpu_memory_utilization must be in (0, 1], got ${JSON.stringify(options.gpuMemoryUtilization)}`);
   }
-  if (device !== 'cpu') {
-    throw new EngineOptionsError('device', `device ${device} needs the GPU model runner, which this build does not have yet; use device cpu`);
-  }
-  let kvCacheMemoryBytes: number;
+  let kvCacheMemoryBytes: number | undefined;
   try {
     kvCacheMemoryBytes =
-      options.kvCacheMemory === undefined ? Math.min(4 * 2 ** 30, Math.floor(freemem() / 4)) : parseMemorySize(options.kvCacheMemory);
+      options.kvCacheMemory !== undefined
+        ? parseMemorySize(options.kvCacheMemory)
+        : device === 'cpu'
+          ? Math.min(4 * 2 ** 30, Math.floor(freemem() / 4))
+          : undefined;
   } catch (error) {
     throw new EngineOptionsError('kv_cache_memory', (error as Error).message);
   }
-  let kvCache: KvCachePlan;
-  try {
-    kvCache = planKvCache({
-      kvCacheMemoryBytes,
-      numLayers: model.numLayers,
-      // The budget is the whole cache's, over every rank: KV heads replicated over tensor-parallel ranks count once
-      // per copy. Each rank holds numBlocks blocks of its own KV heads of its own layers.
-      numKvHeads: Math.max(model.numKvHeads, tensorParallelSize),
-      headDim: model.headDim,
-      dtypeBytes: cpuKvDtypeBytes,
-      blockSize,
-      maxModelLen,
-      maxNumSeqs,
-    });
-  } catch (error) {
-    throw new EngineOptionsError(
-      'kv_cache_memory',
-      `${(error as Error).message} (the KV cache gets ${formatBytes(kvCacheMemoryBytes)}${options.kvCacheMemory === undefined ? ' by default' : ''})`,
-    );
+  let kvCache: KvCachePlan | undefined;
+  if (kvCacheMemoryBytes !== undefined) {
+    try {
+      kvCache = planKvCache({
+        kvCacheMemoryBytes,
+        numLayers: model.numLayers,
+        // The budget is the whole cache's, over every rank: KV heads replicated over tensor-parallel ranks count once
+        // per copy. Each rank holds numBlocks blocks of its own KV heads of its own layers.
+        numKvHeads: Math.max(model.numKvHeads, tensorParallelSize),
+        headDim: model.headDim,
+        dtypeBytes: dtype === 'float32' ? 4 : 2,
+        blockSize,
+        maxModelLen,
+        maxNumSeqs,
+      });
+    } catch (error) {
+      throw new EngineOptionsError(
+        'kv_cache_memory',
+        `${(error as Error).message} (the KV cache gets ${formatBytes(kvCacheMemoryBytes)}${options.kvCacheMemory === undefined ? ' by default' : ''})`,
+      );
+    }
   }
   const intraOpNumThreads = options.intraOpNumThreads;
   if (intraOpNumThreads !== undefined) positiveInteger('intra_op_num_threads', intraOpNumThreads, 1);
@@ -169,6 +222,9 @@ export function resolveEngineOptions(options: EngineOptions, model: ModelConfig)
   return {
     loadFormat: oneOf('load_format', options.loadFormat, ['safetensors', 'dummy'] as const),
     device,
+    dtype,
+    modelRunner,
+    gpuMemoryUtilization,
     maxModelLen,
     blockSize,
     enablePrefixCaching: options.enablePrefixCaching ?? true,
@@ -184,4 +240,28 @@ export function resolveEngineOptions(options: EngineOptions, model: ModelConfig)
     pipelineParallelSize,
     kvCache,
   };
+}
+
+function resolveDtype(dtype: EngineOptions['dtype'], device: ExecutionProvider): ResolvedEngineOptions['dtype'] {
+  const allowed = device === 'cpu' ? ['float32'] : device === 'webgpu' ? ['float16'] : ['float16', 'bfloat16'];
+  const resolved = dtype === undefined || dtype === 'auto' ? allowed[0]! : dtype;
+  if (!allowed.includes(resolved)) {
+    throw new EngineOptionsError('dtype', `dtype on ${device} must be auto or ${allowed.join(' or ')}, got ${JSON.stringify(dtype)}`);
+  }
+  return resolved as ResolvedEngineOptions['dtype'];
+}
+
+/**
+ * The paged runner's block size when none is given: on CUDA the one ONNX Runtime's paged FlashAttention wants for the
+ * device (nvidia-smi tells its compute capability; without it, 16), elsewhere 16.
+ */
+function defaultPagedBlockSize(device: ExecutionProvider, model: ModelConfig, options: EngineOptions, probe: () => GpuProbe): number {
+  if (options.blockSize !== undefined || device !== 'cuda') return 16;
+  try {
+    return defaultGpuBlockSize(model.headDim, selectDevice(probe().devices()).computeCapability);
+  } catch (error) {
+    // Without nvidia-smi a given KV cache size still works; the profiled plan reports the probe's error itself.
+    if (options.kvCacheMemory !== undefined) return 16;
+    throw new EngineOptionsError('device', (error as Error).message);
+  }
 }

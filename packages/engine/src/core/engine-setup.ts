@@ -7,6 +7,8 @@ import { type GenerationConfig, loadGenerationConfig } from '../frontend/generat
 import { type ChatMessage, type ChatTemplateOptions, TextTokenizer } from '../frontend/text-tokenizer';
 import { loadModelConfig, type ModelConfig } from '../model-config';
 import { type LoadModelOptions, ModelRunner } from '../model-runner';
+import { nvidiaSmiProbe } from '../paged/gpu-device';
+import { createPagedRunner } from '../paged/paged-setup';
 import { createParallelModelExecutor } from '../parallel/parallel-executor';
 import { EngineCore, type ModelExecutor } from './engine-core';
 import { type EngineOptions, resolveEngineOptions, type ResolvedEngineOptions } from './engine-options';
@@ -38,41 +40,70 @@ export async function loadModelContext(model: string, engineOptions: EngineOptio
   return { modelDir, modelConfig, tokenizer, generationConfig, options, eosTokenIds };
 }
 
-/** Builds the engine core: the model runner over a KV cache of the planned size, the scheduler and the sampler. */
+/**
+ * Builds the engine core: the model runner over a KV cache of the planned size (on a GPU, planned here from a
+ * profiling run), the scheduler and the sampler.
+ */
 export async function createEngineCore(
   context: Pick<ModelContext, 'modelDir' | 'options'>,
   loadOptions: Pick<LoadModelOptions, 'onProgress'> = {},
 ): Promise<EngineCore> {
   const { options } = context;
-  const { numBlocks } = options.kvCache;
   const threads = options.intraOpNumThreads === undefined ? {} : { intraOpNumThreads: options.intraOpNumThreads };
-  // One rank runs in this thread as before; several run in worker threads behind the same ModelExecutor interface.
-  const executor: ModelExecutor =
-    options.tensorParallelSize * options.pipelineParallelSize === 1
-      ? await ModelRunner.load(context.modelDir, {
-          numBlocks,
-          blockSize: options.blockSize,
-          executionProvider: options.device,
-          loadFormat: options.loadFormat,
-          seed: options.seed,
-          ...threads,
-          ...loadOptions,
-        })
-      : await createParallelModelExecutor({
-          modelDir: context.modelDir,
-          modelConfig: await loadModelConfig(context.modelDir),
-          tensorParallelSize: options.tensorParallelSize,
-          pipelineParallelSize: options.pipelineParallelSize,
-          numBlocks,
-          blockSize: options.blockSize,
-          loadFormat: options.loadFormat,
-          seed: options.seed,
-          ...threads,
-          maxNumBatchedTokens: options.maxNumBatchedTokens,
-          maxNumSeqs: options.maxNumSeqs,
-        });
+  let executor: ModelExecutor;
+  let kvCache = options.kvCache;
+  let startupLog: readonly string[] = [];
+  if (options.device !== 'cpu' || options.modelRunner === 'paged-reference') {
+    const setup = await createPagedRunner({
+      modelDir: context.modelDir,
+      config: await loadModelConfig(context.modelDir),
+      device: options.device,
+      dtype: options.dtype,
+      blockSize: options.blockSize,
+      maxModelLen: options.maxModelLen,
+      maxNumSeqs: options.maxNumSeqs,
+      maxNumBatchedTokens: options.maxNumBatchedTokens,
+      gpuMemoryUtilization: options.gpuMemoryUtilization,
+      kvCache,
+      loadFormat: options.loadFormat,
+      seed: options.seed,
+      probe: () => nvidiaSmiProbe(),
+      ...threads,
+      ...loadOptions,
+    });
+    executor = setup.runner;
+    kvCache = setup.kvCache;
+    startupLog = setup.log;
+  } else if (kvCache === undefined) {
+    throw new PagodaEngineError('invalid_engine_option', 'the CPU runner needs a planned KV cache');
+  } else if (options.tensorParallelSize * options.pipelineParallelSize === 1) {
+    // One rank runs in this thread as before; several run in worker threads behind the same ModelExecutor interface.
+    executor = await ModelRunner.load(context.modelDir, {
+      numBlocks: kvCache.numBlocks,
+      blockSize: options.blockSize,
+      executionProvider: options.device,
+      loadFormat: options.loadFormat,
+      seed: options.seed,
+      ...threads,
+      ...loadOptions,
+    });
+  } else {
+    executor = await createParallelModelExecutor({
+      modelDir: context.modelDir,
+      modelConfig: await loadModelConfig(context.modelDir),
+      tensorParallelSize: options.tensorParallelSize,
+      pipelineParallelSize: options.pipelineParallelSize,
+      numBlocks: kvCache.numBlocks,
+      blockSize: options.blockSize,
+      loadFormat: options.loadFormat,
+      seed: options.seed,
+      ...threads,
+      maxNumBatchedTokens: options.maxNumBatchedTokens,
+      maxNumSeqs: options.maxNumSeqs,
+    });
+  }
   const kvCacheManager = new KVCacheManager({
-    numBlocks,
+    numBlocks: kvCache.numBlocks,
     blockSize: options.blockSize,
     maxModelLen: options.maxModelLen,
     enablePrefixCaching: options.enablePrefixCaching,
@@ -90,7 +121,11 @@ export async function createEngineCore(
     kvCacheManager,
   );
   // Each pipeline stage works on its own batch: stage 0 takes batch N + 1 while the last stage finishes batch N.
-  return new EngineCore(scheduler, executor, new Sampler(), { maxBatchesInFlight: options.pipelineParallelSize });
+  return new EngineCore(scheduler, executor, new Sampler(), {
+    maxBatchesInFlight: options.pipelineParallelSize,
+    kvCache,
+    startupLog,
+  });
 }
 
 /**

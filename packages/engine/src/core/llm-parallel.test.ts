@@ -57,7 +57,7 @@ describe('LLM under pressure at tensor_parallel_size 2, pipeline_parallel_size 2
   afterAll(() => Promise.all([single?.close(), parallel?.close()]));
 
   it('plans the same number of KV blocks as one rank, and gives each of 16 concurrent requests its single-rank output', async () => {
-    expect(parallel.context.options.kvCache.numBlocks).toBe(single.context.options.kvCache.numBlocks);
+    expect(parallel.context.options.kvCache?.numBlocks).toBe(single.context.options.kvCache?.numBlocks);
     const prompts = Array.from({ length: 16 }, (_, index) => reference.prompts[index % 3]!.ids);
     const params = prompts.map((_, index) =>
       index % 2 === 0 ? greedy : { temperature: 0.9, topP: 0.9, seed: 1000 + index, maxTokens: 24, ignoreEos: true },

@@ -33,7 +33,8 @@ export class LLM {
 
   static async create(model: string, options: EngineOptions = {}): Promise<LLM> {
     const context = await loadModelContext(model, options);
-    return new LLM(context, await createEngineCore(context));
+    const core = await createEngineCore(context);
+    return new LLM({ ...context, options: { ...context.options, kvCache: core.kvCache } }, core);
   }
 
   get tokenizer() {

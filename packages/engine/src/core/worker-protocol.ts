@@ -1,3 +1,4 @@
+import type { KvCachePlan } from '@pagoda/kv-cache';
 import type { SchedulerStats } from '@pagoda/scheduler';
 import type { EngineCoreOutput, EngineCoreRequest } from './engine-core';
 import type { ResolvedEngineOptions } from './engine-options';
@@ -29,7 +30,12 @@ export type ToWorkerMessage =
   | { readonly type: 'inject-fault'; readonly message: string; readonly target?: 'core' | 'rank' };
 
 export type FromWorkerMessage =
-  | { readonly type: 'ready'; readonly stats: SchedulerStats }
+  | {
+      readonly type: 'ready';
+      readonly stats: SchedulerStats;
+      readonly kvCache: KvCachePlan | undefined;
+      readonly startupLog: readonly string[];
+    }
   | { readonly type: 'outputs'; readonly outputs: readonly EngineCoreOutput[]; readonly stats: SchedulerStats }
   | { readonly type: 'stats'; readonly stats: SchedulerStats }
   | { readonly type: 'request-error'; readonly requestId: string; readonly error: SerializedError }

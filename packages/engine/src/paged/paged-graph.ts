@@ -1,0 +1,313 @@
+import { DataType, GraphBuilder, microsoftDomain } from '../graph-builder';
+import { toHalfPrecision } from '../half';
+import type { ModelConfig } from '../model-config';
+import { layerKinds } from '../model-graph';
+import { hasOutputBias } from '../model-weights';
+import { ropeFrequencies, ropeType } from '../rope';
+import type { RopeFrequencies } from '../rope';
+import type { ModelWeights } from '../safetensors';
+import { referencePagedAttention, type ReferencePrelude, referencePrelude } from './reference-attention';
+
+/** The element type of the GPU graph's weights, activations and KV pools. */
+export type PagedDtype = 'float16' | 'bfloat16' | 'float32';
+
+/** How {@link buildPagedGraph} builds the model. */
+export interface PagedGraphOptions {
+  readonly dtype: PagedDtype;
+  /**
+   * `paged`: `com.microsoft.PagedAttention` (CUDA, WebGPU). `reference`: the same operator contract in standard ONNX
+   * operators, which the CPU runs (float32): the GPU runner's graph, batch layout and checks, testable without a GPU.
+   */
+  readonly attention: 'paged' | 'reference';
+  /**
+   * Rotary embedding and Qwen3's q/k norm inside PagedAttention, fed packed QKV (CUDA); otherwise standard
+   * operators before it and separate q, k, v (WebGPU's kernel is only known to work without them).
+   */
+  readonly fusedAttention: boolean;
+  /**
+   * `initializers`: each layer's key and value pools are zero-filled initializers of the model, so they live on the
+   * device and PagedAttention writes them in place (CUDA). `inputs`: the runner feeds them every run (WebGPU's
+   * `gpu-buffer` tensors; the reference runner's arrays).
+   */
+  readonly pools: 'initializers' | 'inputs';
+  readonly numBlocks: number;
+  readonly blockSize: number;
+  /** Rows of the static cos/sin caches: the most positions a sequence may take (max_model_len). */
+  readonly ropeRows: number;
+}
+
+/** The built model and what the runner needs to know about it. */
+export interface PagedGraph {
+  readonly model: Uint8Array;
+  readonly externalData: { path: string; data: Uint8Array }[];
+  /** Bytes of weights as the graph stores them (packed, converted). */
+  readonly weightBytes: number;
+  /** Bytes of all layers' key and value pools. */
+  readonly poolBytes: number;
+  /** `dynamic` RoPE: the cos/sin caches are inputs, recomputed for each step's longest sequence. */
+  readonly dynamicRope: boolean;
+  /** Per layer, whether it attends within a sliding window. */
+  readonly slidingLayers: readonly boolean[];
+  /** The pools' shape: `[numBlocks, blockSize, kvHeads, headDim]`. */
+  readonly poolShape: readonly number[];
+}
+
+const elementType: Record<PagedDtype, number> = {
+  float16: DataType.FLOAT16,
+  bfloat16: DataType.BFLOAT16,
+  float32: DataType.FLOAT,
+};
+
+/** Bytes per element of each dtype. */
+export const pagedDtypeBytes: Record<PagedDtype, number> = { float16: 2, bfloat16: 2, float32: 4 };
+
+/**
+ * The GPU model: vLLM's flat batch layout (every new token of every request in one `[numTokens, ·]` run) with one
+ * `PagedAttention` per layer reading and writing the paged KV pools through the block tables.
+ *
+ * ```text
+ * input_ids                   int32 [numTokens]
+ * cumulative_sequence_length  int32 [batch + 1]          new-token boundaries: request i's are cu[i] .. cu[i+1]-1
+ * past_seqlens                int32 [batch]              tokens of each request already in the pools
+ * block_table                 int32 [batch, maxBlocks]   each request's blocks in position order
+ * attention_metadata          int32 [2 or 3]             [longest new run, longest total (, longest total)]
+ * logits_index                int32 [numLogits]          flat rows whose logits come back
+ * position_ids                int64 [1, numTokens]       only without fusedAttention (rotary outside the op)
+ * cos_cache / sin_cache       dtype [rows, headDim / 2]  only for dynamic RoPE (otherwise initializers)
+ * key_cache.L / value_cache.L dtype [numBlocks, blockSize, kvHeads, headDim]   only with pools: 'inputs'
+ * ```
+ *
+ * Output: `logits` float32 `[numLogits, vocab]`. The reference attention also outputs each layer's new keys and
+ * values (`reference_key.L`, `reference_value.L`) and their slots (`reference_slots`), which its runner writes
+ * into the pools, as the real operator does in place.
+ *
+ * The q/k/v projections are one packed GEMM and gate/up another; norms are ONNX Runtime's fused RMS norms
+ * (`SkipSimplifiedLayerNormalization` adds the residual too); only the rows that sample reach the final norm and
+ * the vocabulary projection, whose output is cast to float32.
+ */
+export function buildPagedGraph(config: ModelConfig, weights: ModelWeights, options: PagedGraphOptions): PagedGraph {
+  const { dtype, attention, fusedAttention, numBlocks, blockSize } = options;
+  const type = elementType[dtype];
+  const graph = new GraphBuilder(weights);
+  const { headDim, numHeads, numKvHeads, rmsNormEps } = config;
+  const kvWidth = numKvHeads * headDim;
+  const slidingLayers = layerKinds(config);
+  const dynamicRope = ropeType(config) === 'dynamic';
+  let weightBytes = 0;
+
+  /** A float32 array as an initializer of the graph's dtype. */
+  const constantTensor = (name: string, shape: readonly number[], values: Float32Array): string => {
+    const data =
+      dtype === 'float32'
+        ? new Uint8Array(values.buffer, values.byteOffset, values.byteLength)
+        : new Uint8Array(toHalfPrecision(values, dtype).buffer);
+    return graph.tensor(name, type, shape, data);
+  };
+  /** Checkpoint weights, concatenated along their first axis, as one initializer. */
+  const packedWeight = (name: string, parts: readonly string[]): string => {
+    if (graph.has(name)) return name;
+    const tensors = parts.map((part) => graph.weightData(part));
+    const rows = tensors.reduce((sum, tensor) => sum + tensor.shape[0]!, 0);
+    const shape = [rows, ...tensors[0]!.shape.slice(1)];
+    const values = tensors.length === 1 ? tensors[0]!.data : concat(tensors.map((tensor) => tensor.data));
+    weightBytes += values.length * pagedDtypeBytes[dtype];
+    return constantTensor(name, shape, values);
+  };
+  const weight = (name: string): string => packedWeight(name, [name]);
+  const int64 = (name: string, values: number[]): string => graph.int64Constant(name, values);
+
+  graph.input('input_ids', DataType.INT32, ['num_tokens']);
+  graph.input('cumulative_sequence_length', DataType.INT32, ['batch_plus_one']);
+  graph.input('past_seqlens', DataType.INT32, ['batch']);
+  graph.input('block_table', DataType.INT32, ['batch', 'max_blocks']);
+  graph.input('attention_metadata', DataType.INT32, ['metadata_entries']);
+  graph.input('logits_index', DataType.INT32, ['num_logits']);
+  if (!fusedAttention) graph.input('position_ids', DataType.INT64, [1, 'num_tokens']);
+
+  if (dynamicRope) {
+    graph.input('cos_cache', type, ['rope_rows', headDim / 2]);
+    graph.input('sin_cache', type, ['rope_rows', headDim / 2]);
+  } else {
+    const { cos, sin } = ropeCaches(ropeFrequencies(config), options.ropeRows);
+    constantTensor('cos_cache', [options.ropeRows, headDim / 2], cos);
+    constantTensor('sin_cache', [options.ropeRows, headDim / 2], sin);
+  }
+
+  const poolShape = [numBlocks, blockSize, numKvHeads, headDim];
+  const poolBytes = numBlocks * blockSize * kvWidth * pagedDtypeBytes[dtype];
+  // One zero buffer serves every pool initializer: ONNX Runtime copies each to the device.
+  const zeroPool = options.pools === 'initializers' ? new Uint8Array(poolBytes) : undefined;
+  const pool = (name: string): string =>
+    zeroPool === undefined ? graph.input(name, type, poolShape) : graph.tensor(name, type, poolShape, zeroPool);
+
+  const norm = (input: string, weightName: string, output: string): string =>
+    graph.node('SimplifiedLayerNormalization', [input, weight(weightName)], output, {
+      axis: -1,
+      epsilon: { float: rmsNormEps },
+      stash_type: 1,
+    });
+  /** RMS norm of `input + skip`; returns [normed, the sum]. */
+  const skipNorm = (input: string, skip: string, weightName: string, output: string): [string, string] => {
+    const [normed, , , sum] = graph.nodeOutputs(
+      'SkipSimplifiedLayerNormalization',
+      [input, skip, weight(weightName)],
+      [output, '', '', `${output}.residual`],
+      { epsilon: { float: rmsNormEps } },
+      microsoftDomain,
+    );
+    return [normed!, sum!];
+  };
+  const linear = (input: string, weightName: string, output: string, bias?: string): string =>
+    graph.node('Gemm', bias === undefined ? [input, weightName] : [input, weightName, bias], output, { transB: 1 });
+
+  let prelude: ReferencePrelude | undefined;
+  const attentionBlock = (normed: string, layer: number): string => {
+    const prefix = `model.layers.${layer}.self_attn`;
+    const name = (suffix: string): string => `layers.${layer}.${suffix}`;
+    const projections = ['q_proj', 'k_proj', 'v_proj'].map((projection) => `${prefix}.${projection}`);
+    const qkvWeight = packedWeight(`${prefix}.qkv_proj.weight`, projections.map((projection) => `${projection}.weight`));
+    const qkvBias = config.attentionBias
+      ? packedWeight(`${prefix}.qkv_proj.bias`, projections.map((projection) => `${projection}.bias`))
+      : undefined;
+    const qkv = linear(normed, qkvWeight, name('qkv'), qkvBias);
+    const keyCache = pool(`key_cache.${layer}`);
+    const valueCache = pool(`value_cache.${layer}`);
+    const window = slidingLayers[layer] ? config.slidingWindow : undefined;
+    const qNorm = config.qkNorm ? weight(`${prefix}.q_norm.weight`) : undefined;
+    const kNorm = config.qkNorm ? weight(`${prefix}.k_norm.weight`) : undefined;
+
+    let query = qkv;
+    let key = '';
+    let value = '';
+    if (!fusedAttention) {
+      const splits = int64('qkv_splits', [numHeads * headDim, kvWidth, kvWidth]);
+      [query, key, value] = graph.nodeOutputs('Split', [qkv, splits], [name('q'), name('k'), name('v')], { axis: -1 }) as [string, string, string];
+      const headNorm = (input: string, normWeight: string, heads: number, output: string): string => {
+        const shaped = graph.node('Reshape', [input, int64(`heads_shape.${heads}`, [0, heads, headDim])], `${output}.heads`);
+        const normed = graph.node('SimplifiedLayerNormalization', [shaped, normWeight], `${output}.normed`, {
+          axis: -1,
+          epsilon: { float: rmsNormEps },
+          stash_type: 1,
+        });
+        return graph.node('Reshape', [normed, int64(`rows_shape.${heads}`, [0, heads * headDim])], output);
+      };
+      if (qNorm !== undefined && kNorm !== undefined) {
+        query = headNorm(query, qNorm, numHeads, name('q_norm'));
+        key = headNorm(key, kNorm, numKvHeads, name('k_norm'));
+      }
+      const rotate = (input: string, heads: number, output: string): string => {
+        const batched = graph.node('Unsqueeze', [input, int64('axis_0', [0])], `${output}.batched`);
+        const rotated = graph.node('RotaryEmbedding', [batched, 'cos_cache', 'sin_cache', 'position_ids'], `${output}.rotated`, {
+          num_heads: heads,
+          interleaved: 0,
+        });
+        return graph.node('Squeeze', [rotated, int64('axis_0', [0])], output);
+      };
+      query = rotate(query, numHeads, name('q_rope'));
+      key = rotate(key, numKvHeads, name('k_rope'));
+    }
+
+    let output: string;
+    if (attention === 'paged') {
+      // Inputs 10-15 (slot_mapping, head_sink, q/k norm weights, k/v scales) are optional; 16 is the metadata.
+      const inputs = [query, key, value, keyCache, valueCache, 'cumulative_sequence_length', 'past_seqlens', 'block_table'];
+      inputs.push(fusedAttention ? 'cos_cache' : '', fusedAttention ? 'sin_cache' : '', '', '');
+      inputs.push(fusedAttention ? (qNorm ?? '') : '', fusedAttention ? (kNorm ?? '') : '', '', '', 'attention_metadata');
+      output = graph.node('PagedAttention', inputs, name('attention'), {
+        num_heads: numHeads,
+        kv_num_heads: numKvHeads,
+        ...(fusedAttention ? { do_rotary: 1, rotary_interleaved: 0 } : {}),
+        ...(fusedAttention && qNorm !== undefined ? { qk_norm_epsilon: { float: rmsNormEps } } : {}),
+        // transformers keeps key k for query q when q - k < window; the op's left window counts keys before q.
+        ...(window === undefined ? {} : { local_window_size: window - 1 }),
+      }, microsoftDomain);
+    } else {
+      prelude ??= referencePrelude(graph, { blockSize, windows: [...new Set(slidingLayers.map((sliding) => (sliding ? config.slidingWindow : undefined)))] });
+      output = referencePagedAttention(graph, prelude, {
+        layer,
+        query,
+        key,
+        value,
+        keyCache,
+        valueCache,
+        numHeads,
+        numKvHeads,
+        headDim,
+        rotary: fusedAttention,
+        qNorm: fusedAttention ? qNorm : undefined,
+        kNorm: fusedAttention ? kNorm : undefined,
+        normEpsilon: rmsNormEps,
+        window,
+      });
+    }
+    const outputBias = hasOutputBias(config) ? weight(`${prefix}.o_proj.bias`) : undefined;
+    return linear(output, weight(`${prefix}.o_proj.weight`), name('o'), outputBias);
+  };
+
+  const mlpBlock = (normed: string, layer: number): string => {
+    const prefix = `model.layers.${layer}.mlp`;
+    const name = (suffix: string): string => `layers.${layer}.${suffix}`;
+    const gateUpWeight = packedWeight(`${prefix}.gate_up_proj.weight`, [`${prefix}.gate_proj.weight`, `${prefix}.up_proj.weight`]);
+    const gateUp = linear(normed, gateUpWeight, name('gate_up'));
+    const [gate, up] = graph.nodeOutputs('Split', [gateUp], [name('gate'), name('up')], { axis: -1, num_outputs: 2 });
+    const activated = graph.node('Mul', [gate!, graph.node('Sigmoid', [gate!], name('gate_sigmoid'))], name('gate_silu'));
+    return linear(graph.node('Mul', [activated, up!], name('gate_up_product')), weight(`${prefix}.down_proj.weight`), name('down'));
+  };
+
+  let residual = graph.node('Gather', [weight('model.embed_tokens.weight'), 'input_ids'], 'embeddings', { axis: 0 });
+  let normed = norm(residual, 'model.layers.0.input_layernorm.weight', 'layers.0.input_norm');
+  for (let layer = 0; layer < config.numLayers; layer += 1) {
+    const attentionOut = attentionBlock(normed, layer);
+    [normed, residual] = skipNorm(attentionOut, residual, `model.layers.${layer}.post_attention_layernorm.weight`, `layers.${layer}.post_attention_norm`);
+    const mlpOut = mlpBlock(normed, layer);
+    if (layer + 1 < config.numLayers) {
+      [normed, residual] = skipNorm(mlpOut, residual, `model.layers.${layer + 1}.input_layernorm.weight`, `layers.${layer + 1}.input_norm`);
+    } else {
+      residual = graph.node('Add', [mlpOut, residual], 'final_hidden');
+    }
+  }
+  const sampled = graph.node('Gather', [residual, 'logits_index'], 'sampled_hidden', { axis: 0 });
+  const head = config.tieWordEmbeddings ? weight('model.embed_tokens.weight') : weight('lm_head.weight');
+  const logits = linear(norm(sampled, 'model.norm.weight', 'final_norm'), head, 'logits_dtype');
+  graph.node('Cast', [logits], 'logits', { to: DataType.FLOAT });
+  graph.output('logits', DataType.FLOAT, ['num_logits', config.vocabSize]);
+
+  return {
+    ...graph.finish(),
+    weightBytes,
+    poolBytes: poolBytes * 2 * config.numLayers,
+    dynamicRope,
+    slidingLayers,
+    poolShape,
+  };
+}
+
+/**
+ * PagedAttention's rotary caches: `cos(position · frequency)` and `sin(...)` for positions `0 .. rows - 1`, each
+ * `[rows, headDim / 2]`, scaled by the attention factor (YaRN). The op rotates the two halves of each head as
+ * transformers' `rotate_half` does.
+ */
+export function ropeCaches(frequencies: RopeFrequencies, rows: number): { cos: Float32Array; sin: Float32Array } {
+  const half = frequencies.inverseFrequencies.length;
+  const cos = new Float32Array(rows * half);
+  const sin = new Float32Array(rows * half);
+  for (let position = 0; position < rows; position += 1) {
+    for (let pair = 0; pair < half; pair += 1) {
+      // transformers multiplies positions by frequencies in float32 before taking cos and sin.
+      const angle = Math.fround(frequencies.inverseFrequencies[pair]! * position);
+      cos[position * half + pair] = Math.cos(angle) * frequencies.attentionFactor;
+      sin[position * half + pair] = Math.sin(angle) * frequencies.attentionFactor;
+    }
+  }
+  return { cos, sin };
+}
+
+function concat(arrays: readonly Float32Array[]): Float32Array {
+  const out = new Float32Array(arrays.reduce((sum, array) => sum + array.length, 0));
+  let offset = 0;
+  for (const array of arrays) {
+    out.set(array, offset);
+    offset += array.length;
+  }
+  return out;
+}

@@ -1,0 +1,153 @@
+import { fixturePath, readReference } from '@pagoda/fixtures';
+import type { CheckpointName } from '@pagoda/fixtures';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ModelRunnerRequest } from '../model-runner';
+import { argmax, maxDifference } from '../test-logits';
+import { KvPoolPersistenceError, PagedModelRunner } from './paged-model-runner';
+
+// The GPU runner's graph, batch layout and self-check on the CPU, with PagedAttention's contract written in standard
+// operators (reference-attention.ts). What only a GPU can show (the real kernel, fp16, pools persisting on the
+// device) is the GPU check's business: apps/bench/src/gpu-check.ts.
+
+const blockSize = 16;
+const numBlocks = 96;
+
+/** Hands out blocks in a scrambled order, so block tables are not the identity and paging is really exercised. */
+function blockAllocator(): (numTokens: number) => number[] {
+  const order = Array.from({ length: numBlocks }, (_, index) => (index * 37) % numBlocks);
+  let next = 0;
+  return (numTokens) => {
+    const count = Math.ceil(numTokens / blockSize);
+    const blocks = order.slice(next, next + count);
+    next += count;
+    if (blocks.length < count) throw new Error('test ran out of blocks');
+    return blocks;
+  };
+}
+
+const row = (logits: Float32Array, vocabSize: number, index: number): Float32Array =>
+  logits.subarray(index * vocabSize, (index + 1) * vocabSize);
+
+describe.each<[CheckpointName, 'fused' | 'unfused']>([
+  ['tiny-llama', 'fused'],
+  ['tiny-qwen2', 'fused'],
+  ['tiny-qwen3', 'fused'],
+  ['tiny-qwen3', 'unfused'],
+  ['tiny-qwen2', 'unfused'],
+])('the paged runner (reference attention) on %s, %s', (name, attentionLayout) => {
+  const reference = readReference(name);
+  let runner: PagedModelRunner;
+  let allocate: (numTokens: number) => number[];
+  const singleRunLogits: Float32Array[] = [];
+
+  beforeAll(async () => {
+    runner = await PagedModelRunner.load(fixturePath(name), {
+      numBlocks,
+      blockSize,
+      device: 'cpu',
+      maxModelLen: 1024,
+      attentionLayout,
+      intraOpNumThreads: 1,
+    });
+    allocate = blockAllocator();
+    for (const prompt of reference.prompts) {
+      const output = await runner.execute([
+        { tokenIds: prompt.ids, numComputedTokens: 0, blockTable: allocate(prompt.ids.length), logits: 'all' },
+      ]);
+      singleRunLogits.push(output.logits);
+    }
+  });
+  afterAll(() => runner.release());
+
+  it('matches transformers at every prefill position of every prompt within 1e-4', () => {
+    reference.prompts.forEach((prompt, promptIndex) => {
+      prompt.prefill.forEach((expected, position) => {
+        const logits = row(singleRunLogits[promptIndex]!, runner.config.vocabSize, position);
+        expected.ids.forEach((id, rank) => {
+          expect(Math.abs(logits[id]! - expected.logits[rank]!), `prompt ${promptIndex} position ${position} id ${id}`).toBeLessThan(1e-4);
+        });
+      });
+    });
+  });
+
+  it('reproduces the 24 greedy reference tokens of every prompt, all prompts decoding together through the pools', async () => {
+    const states = reference.prompts.map((prompt) => ({
+      blockTable: allocate(prompt.ids.length + 24),
+      numComputedTokens: 0,
+      next: prompt.ids as number[],
+      generated: [] as number[],
+    }));
+    for (let step = 0; step < 24; step += 1) {
+      const output = await runner.execute(
+        states.map((state) => ({ tokenIds: state.next, numComputedTokens: state.numComputedTokens, blockTable: state.blockTable })),
+      );
+      states.forEach((state, index) => {
+        const token = argmax(row(output.logits, output.vocabSize, output.logitsRowStart[index]!));
+        state.numComputedTokens += state.next.length;
+        state.generated.push(token);
+        state.next = [token];
+      });
+    }
+    reference.prompts.forEach((prompt, index) => {
+      const firstTie = prompt.greedy.steps.findIndex((step) => step.margin < 1e-3);
+      const comparable = firstTie === -1 ? 24 : firstTie + 1;
+      expect(states[index]!.generated.slice(0, comparable)).toEqual(prompt.greedy.ids.slice(0, comparable));
+    });
+  });
+
+  it('gives each prompt its own logits within 1e-4 in a mixed step: chunks of different prompts with cached prefixes', async () => {
+    // Every prompt's first half in one step, then every second half together with a one-token decode-like chunk.
+    const tables = reference.prompts.map((prompt) => allocate(prompt.ids.length));
+    const halves = reference.prompts.map((prompt) => Math.ceil(prompt.ids.length / 2));
+    await runner.execute(
+      reference.prompts.map((prompt, index) => ({ tokenIds: prompt.ids.slice(0, halves[index]), numComputedTokens: 0, blockTable: tables[index]!, logits: 'none' as const })),
+    );
+    const requests: ModelRunnerRequest[] = reference.prompts.map((prompt, index) => ({
+      tokenIds: prompt.ids.slice(halves[index]),
+      numComputedTokens: halves[index]!,
+      blockTable: tables[index]!,
+      logits: 'all',
+    }));
+    const output = await runner.execute(requests);
+    const vocabSize = output.vocabSize;
+    reference.prompts.forEach((prompt, index) => {
+      const start = output.logitsRowStart[index]!;
+      const count = prompt.ids.length - halves[index]!;
+      expect(output.logitsRowStart[index + 1]! - start).toBe(count);
+      const expected = singleRunLogits[index]!.subarray(halves[index]! * vocabSize, prompt.ids.length * vocabSize);
+      expect(maxDifference(output.logits.subarray(start * vocabSize, (start + count) * vocabSize), expected)).toBeLessThan(1e-4);
+    });
+  });
+
+  it('passes its start-up self-check, which lost pool writes would fail by a wide margin', async () => {
+    const check = await runner.selfCheck();
+    expect(check.error).toBeLessThan(1e-5);
+    expect(check.lostWritesError).toBeGreaterThan(0.1);
+  });
+});
+
+describe('the start-up self-check', () => {
+  it('refuses a runner whose pools forget their writes between runs, saying so', async () => {
+    const runner = await PagedModelRunner.load(fixturePath('tiny-llama'), {
+      numBlocks: 8,
+      blockSize,
+      device: 'cpu',
+      maxModelLen: 256,
+      dropPoolWrites: true,
+    });
+    try {
+      const failure = await runner.selfCheck().catch((error: unknown) => error);
+      expect(failure).toBeInstanceOf(KvPoolPersistenceError);
+      expect((failure as KvPoolPersistenceError).code).toBe('kv_pool_not_persistent');
+      expect((failure as Error).message).toMatch(/do not keep PagedAttention's writes between runs on cpu .*differs .* by [\d.]+ of the logits' scale/);
+    } finally {
+      await runner.release();
+    }
+  });
+
+  it('refuses block sizes PagedAttention cannot take', async () => {
+    await expect(
+      PagedModelRunner.load(fixturePath('tiny-llama'), { numBlocks: 8, blockSize: 24, device: 'cpu', maxModelLen: 256 }),
+    ).rejects.toThrow(/power of two of at least 16, got 24/);
+  });
+});
