@@ -13,6 +13,41 @@ export type { LayerType, ModelConfig, ModelFamily } from './model-config';
 export { buildModelGraph, buildSegmentGraph, fullModelSegment } from './model-graph';
 export type { GraphBlock, GraphSegment, ModelGraph } from './model-graph';
 export { ModelRunner } from './model-runner';
+export {
+  buildPagedGraph,
+  checkStartupFreeMemory,
+  createPagedRunner,
+  defaultGpuBlockSize,
+  GpuMemoryError,
+  GpuProbeError,
+  KvPoolPersistenceError,
+  layoutPagedBatch,
+  metadataEntriesFor,
+  nvidiaSmiProbe,
+  PagedModelRunner,
+  pagedBlockSizeProblem,
+  parseNvidiaSmiDevices,
+  parseNvidiaSmiProcessMemory,
+  planGpuKvBlocks,
+  profilingBatch,
+  selectDevice,
+} from './paged';
+export type {
+  GpuDeviceInfo,
+  GpuKvPlan,
+  GpuKvPlanInput,
+  GpuProbe,
+  PagedBatch,
+  PagedBatchContext,
+  PagedDevice,
+  PagedDtype,
+  PagedGraph,
+  PagedGraphOptions,
+  PagedModelRunnerOptions,
+  PagedSetup,
+  PagedSetupOptions,
+  PoolSelfCheck,
+} from './paged';
 export { createParallelModelExecutor } from './parallel/parallel-executor';
 export type { ParallelModelExecutorOptions } from './parallel/parallel-executor';
 export type {

@@ -183,6 +183,9 @@ export class PagedModelRunner implements ModelExecutor {
         externalData: graph.externalData,
         ...(options.intraOpNumThreads === undefined ? {} : { intraOpNumThreads: options.intraOpNumThreads }),
         interOpNumThreads: 1,
+        // Weights and pools straight from the device allocator: through the arena, which grows in powers of two, a
+        // pool could reserve up to twice its size of a memory budget planned to the block.
+        ...(device === 'cuda' ? { extra: { session: { use_device_allocator_for_initializers: '1' } } } : {}),
       });
     } catch (error) {
       if (device === 'cpu') throw error;

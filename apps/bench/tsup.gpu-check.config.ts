@@ -1,0 +1,25 @@
+import { defineConfig } from 'tsup';
+
+// One self-contained folder for a lent GPU machine, which has no node_modules: pagoda-bench (its gpu-check command
+// included) and the engine core's worker thread, with every dependency inlined except the native ones. ONNX
+// Runtime comes from the machine's NODE_PATH (tooling/gpu/prepare-check.sh carries it).
+export default defineConfig({
+  entry: {
+    'gpu-check': 'src/gpu/main.ts',
+    'engine-core-worker': '../../packages/engine/src/core/engine-core-worker.ts',
+  },
+  outDir: '../../.gpu-check/bundle',
+  format: ['esm'],
+  target: 'node20',
+  platform: 'node',
+  clean: true,
+  sourcemap: false,
+  splitting: true,
+  noExternal: [/^(?!onnxruntime-node$|onnxruntime-common$|zeromq$)/],
+  external: ['onnxruntime-node', 'zeromq'],
+  // Bundled CommonJS dependencies (protobufjs) call require: give the ESM bundle one.
+  banner: { js: "import { createRequire as __pagodaCreateRequire } from 'node:module'; const require = __pagodaCreateRequire(import.meta.url);" },
+  esbuildOptions(options) {
+    options.conditions = ['@pagoda/source'];
+  },
+});
