@@ -23,11 +23,14 @@ describe('pagoda serve arguments', () => {
         '--max-num-batched-tokens', '4096', '--max-model-len', '2048', '--block-size', '32', '--no-enable-prefix-caching',
         '--tensor-parallel-size', '1', '--pipeline-parallel-size', '1', '--generation-config', 'vllm', '--max-logprobs', '5',
         '--api-key', 'k', '--max-waiting-requests', '10', '--allowed-origins', 'https://a.test,https://b.test',
+        '--dtype', 'float32', '--model-runner', 'paged-reference',
       ],
       {},
     );
     expect(options.engine).toEqual({
       device: 'cpu',
+      dtype: 'float32',
+      modelRunner: 'paged-reference',
       gpuMemoryUtilization: 0.8,
       kvCacheMemory: '2GiB',
       maxNumSeqs: 64,

@@ -33,9 +33,32 @@ describe('pagoda serve on the built-in default model', () => {
     [['--generation-config', 'maybe'], /generation_config must be one of auto, vllm/],
     [['--tensor-parallel-size', '3'], /tensor_parallel_size \(3\) must divide/],
     [['--pipeline-parallel-size', '3'], /pipeline_parallel_size/],
+    [['--device', 'cuda'], /the CUDA execution provider binaries .* are missing: .*ONNXRUNTIME_NODE_INSTALL=cuda12/],
+    [['--dtype', 'float16'], /dtype on cpu must be auto or float32, got "float16"/],
+    [['--model-runner', 'paged-reference', '--block-size', '24'], /block_size must be a power of two of at least 16 for PagedAttention/],
   ])('refuses %j, naming the option', async (argv, message) => {
     await expect(serve(parseServeArgs(['--port', '0', ...argv], {}), 'test', () => undefined)).rejects.toThrow(message);
   });
+});
+
+describe('pagoda serve on the paged reference runner (the GPU graph, on the CPU)', () => {
+  it('logs the pool self-check and answers the openai client as the CPU runner does', async () => {
+    const ask = async (flags: string[]) => {
+      const lines: string[] = [];
+      const running = await serve(parseServeArgs(['--port', '0', '--kv-cache-memory', '8MiB', '--max-model-len', '512', ...flags], {}), 'test', (line) => lines.push(line));
+      try {
+        const client = new OpenAI({ baseURL: `${running.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+        const completion = await client.completions.create({ model: 'tiny-qwen2', prompt: 'The capital of France is', max_tokens: 16, temperature: 0 });
+        return { text: completion.choices[0]!.text, log: lines.join('\n') };
+      } finally {
+        await running.stop();
+      }
+    };
+    const paged = await ask(['--model-runner', 'paged-reference']);
+    expect(paged.log).toMatch(/on cpu \(paged reference runner\), float32/);
+    expect(paged.log).toMatch(/KV pools on cpu \(float32, .*\) keep their writes between runs/);
+    expect(paged.text).toBe((await ask([])).text);
+  }, 60_000);
 });
 
 describe('pagoda serve with tensor and pipeline parallelism', () => {
