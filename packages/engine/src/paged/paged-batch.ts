@@ -22,6 +22,8 @@ export interface PagedBatch {
   /** Request `i`'s logits rows are `logitsRowStart[i]` up to `logitsRowStart[i + 1]`. */
   readonly logitsRowStart: Int32Array;
   readonly numTokens: number;
+  /** Logits rows the requests asked for (`logits_index` holds one row more when they asked for none). */
+  readonly numLogits: number;
   /** The longest request, cached and new tokens together. */
   readonly longestSequence: number;
 }
@@ -40,7 +42,9 @@ export function layoutPagedBatch(requests: readonly ModelRunnerRequest[], contex
   const cumulative = new Int32Array(numRequests + 1);
   const past = new Int32Array(numRequests);
   const blockTable = new Int32Array(numRequests * maxBlocks);
-  const logitsIndex = new Int32Array(shape.numLogits);
+  // A step of prompt chunks that all end mid-prompt samples nothing; it still computes one row, so that no kernel
+  // meets a zero-row input, and the runner drops it.
+  const logitsIndex = new Int32Array(Math.max(shape.numLogits, 1));
   const logitsRowStart = new Int32Array(numRequests + 1);
   const positions = context.positionIds ? new BigInt64Array(shape.numTokens) : undefined;
 
@@ -72,10 +76,10 @@ export function layoutPagedBatch(requests: readonly ModelRunnerRequest[], contex
     past_seqlens: new ort.Tensor('int32', past, [numRequests]),
     block_table: new ort.Tensor('int32', blockTable, [numRequests, maxBlocks]),
     attention_metadata: new ort.Tensor('int32', Int32Array.from(metadata), [metadata.length]),
-    logits_index: new ort.Tensor('int32', logitsIndex, [shape.numLogits]),
+    logits_index: new ort.Tensor('int32', logitsIndex, [logitsIndex.length]),
   };
   if (positions !== undefined) feeds.position_ids = new ort.Tensor('int64', positions, [1, shape.numTokens]);
-  return { feeds, logitsRowStart, numTokens: shape.numTokens, longestSequence: shape.longestSequence };
+  return { feeds, logitsRowStart, numTokens: shape.numTokens, numLogits: shape.numLogits, longestSequence: shape.longestSequence };
 }
 
 /** `attention_metadata`'s length for an ONNX Runtime version: 2 before 1.30, 3 from it. */

@@ -114,6 +114,13 @@ describe('layoutPagedBatch', () => {
     expect(data('position_ids')).toEqual([0, 1, 2, 20, 15, 16]);
   });
 
+  it('computes one logits row, dropped by the runner, when no request samples', () => {
+    const batch = layoutPagedBatch([{ tokenIds: [1, 2], numComputedTokens: 0, blockTable: [0], logits: 'none' }], context);
+    expect(batch.numLogits).toBe(0);
+    expect(Array.from(batch.feeds.logits_index!.data as Int32Array)).toEqual([0]);
+    expect(Array.from(batch.logitsRowStart)).toEqual([0, 0]);
+  });
+
   it('sends the two metadata entries ONNX Runtime 1.29 takes, and three from 1.30', () => {
     expect(metadataEntriesFor('1.29.0')).toBe(2);
     expect(metadataEntriesFor('1.30.0')).toBe(3);

@@ -99,9 +99,10 @@ describe.each<[CheckpointName, 'fused' | 'unfused']>([
     // Every prompt's first half in one step, then every second half together with a one-token decode-like chunk.
     const tables = reference.prompts.map((prompt) => allocate(prompt.ids.length));
     const halves = reference.prompts.map((prompt) => Math.ceil(prompt.ids.length / 2));
-    await runner.execute(
+    const first = await runner.execute(
       reference.prompts.map((prompt, index) => ({ tokenIds: prompt.ids.slice(0, halves[index]), numComputedTokens: 0, blockTable: tables[index]!, logits: 'none' as const })),
     );
+    expect(first.logits).toHaveLength(0);
     const requests: ModelRunnerRequest[] = reference.prompts.map((prompt, index) => ({
       tokenIds: prompt.ids.slice(halves[index]),
       numComputedTokens: halves[index]!,

@@ -236,8 +236,9 @@ export class PagedModelRunner implements ModelExecutor {
     if (this.dynamicRope) Object.assign(feeds, this.dynamicRopeFeeds(batch.longestSequence));
     const results = await this.session.run(feeds);
     if (this.poolArrays !== undefined && !this.dropPoolWrites) this.writeReferencePools(results);
+    const logits = results.logits!.data as Float32Array;
     return {
-      logits: results.logits!.data as Float32Array,
+      logits: logits.subarray(0, batch.numLogits * this.config.vocabSize),
       vocabSize: this.config.vocabSize,
       logitsRowStart: batch.logitsRowStart,
     };
