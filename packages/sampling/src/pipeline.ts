@@ -172,14 +172,57 @@ export function adjustRow(
 
 /** The greedy token: the first index of the row's maximum. */
 export function argmax(row: Float32Array): number {
-  let best = -1;
-  let bestValue = -Infinity;
-  for (let index = 0; index < row.length; index += 1) {
-    if (row[index]! > bestValue) {
-      bestValue = row[index]!;
-      best = index;
+  // Four lanes, each with its own running maximum, so no comparison waits on the one before it; then the lanes'
+  // winners are merged, the first index winning ties. NaN never compares greater.
+  const length = row.length;
+  let max0 = -Infinity;
+  let max1 = -Infinity;
+  let max2 = -Infinity;
+  let max3 = -Infinity;
+  let best0 = -1;
+  let best1 = -1;
+  let best2 = -1;
+  let best3 = -1;
+  let index = 0;
+  for (; index + 3 < length; index += 4) {
+    const value0 = row[index]!;
+    const value1 = row[index + 1]!;
+    const value2 = row[index + 2]!;
+    const value3 = row[index + 3]!;
+    if (value0 > max0) {
+      max0 = value0;
+      best0 = index;
+    }
+    if (value1 > max1) {
+      max1 = value1;
+      best1 = index + 1;
+    }
+    if (value2 > max2) {
+      max2 = value2;
+      best2 = index + 2;
+    }
+    if (value3 > max3) {
+      max3 = value3;
+      best3 = index + 3;
     }
   }
+  for (; index < length; index += 1) {
+    if (row[index]! > max0) {
+      max0 = row[index]!;
+      best0 = index;
+    }
+  }
+  let best = best0;
+  let max = max0;
+  const merge = (laneMax: number, laneBest: number): void => {
+    if (laneMax > max || (laneMax === max && laneBest !== -1 && laneBest < best)) {
+      max = laneMax;
+      best = laneBest;
+    }
+  };
+  merge(max1, best1);
+  merge(max2, best2);
+  merge(max3, best3);
   if (best < 0) throw new RangeError('every logit is -Infinity: no token can be sampled');
   return best;
 }
