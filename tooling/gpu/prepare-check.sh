@@ -26,8 +26,13 @@ n=$(ls -d .gpu-cuda-* | wc -l)
 
 # Each fixture model goes into the emptiest folder it fits beside (budget: 64 MB less the slimmed checkout's tracked
 # files, with a margin); the bundle rides with the last call.
-mkdir -p ".gpu-cuda-$n/check"
+mkdir -p ".gpu-cuda-$n/check" ".gpu-cuda-$n/debs"
 cp -r .gpu-check/bundle/. ".gpu-cuda-$n/check/"
+# WebGPU (Dawn over Vulkan, bundled in onnxruntime-node) needs the Vulkan loader, which the machine lacks.
+mkdir -p /tmp/amd64/partial
+apt_options='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
+apt-get $apt_options update >/dev/null 2>&1 || true
+( cd ".gpu-cuda-$n/debs" && apt-get $apt_options download libvulkan1 >/dev/null 2>&1 ) || echo "libvulkan1 not downloaded: the WebGPU run will fail" >&2
 budget=$(( 58 * 1024 * 1024 ))
 for model in $(du -sbL tooling/fixtures/data/tiny-* | sort -rn | cut -f2 | xargs -n1 basename); do
   need=$(du -sbL "tooling/fixtures/data/$model" | cut -f1)
@@ -41,6 +46,15 @@ for model in $(du -sbL tooling/fixtures/data/tiny-* | sort -rn | cut -f2 | xargs
   cp -rL "tooling/fixtures/data/$model" ".gpu-cuda-$best/check/data/"
 done
 
+cat > ".gpu-cuda-$n/webgpu.sh" <<'WEBGPU'
+# After the CUDA check in the last call: the same correctness checks on WebGPU (no throughput: it is ~2% of the
+# memory roofline by the shared notes), with the Vulkan loader and the NVIDIA driver's Vulkan ICD.
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+for f in "$here"/debs/*.deb; do dpkg -x "$f" /; done; ldconfig
+export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+node /tmp/gpu/check/gpu-check.js --device webgpu --skip-perf --out "$OUT/webgpu"
+WEBGPU
+
 {
   echo "# Device calls for the GPU check ($(date -u +%Y-%m-%dT%H:%MZ))"
   echo
@@ -51,9 +65,10 @@ done
     echo "$k. \`mkdir -p /tmp/gpu && cp -r .gpu-cuda-$k/. /tmp/gpu/ && du -sh /tmp/gpu\` | [\".gpu-cuda-$k\"] ($(du -sh ".gpu-cuda-$k" | cut -f1))"
   done
   # The last call's folder holds the runtime's JavaScript and unpack.sh (and maybe a fixture): copy it all first.
-  echo "$n. \`mkdir -p /tmp/gpu && cp -r .gpu-cuda-$n/check/. /tmp/gpu/check/ && source .gpu-cuda-$n/unpack.sh && ln -sfn \$NODE_PATH /tmp/gpu/check/node_modules && nvidia-smi && node /tmp/gpu/check/gpu-check.js --device cuda --out \$OUT\` | [\".gpu-cuda-$n\"] ($(du -sh ".gpu-cuda-$n" | cut -f1))"
+  echo "$n. \`mkdir -p /tmp/gpu && cp -r .gpu-cuda-$n/check/. /tmp/gpu/check/ && source .gpu-cuda-$n/unpack.sh && ln -sfn \$NODE_PATH /tmp/gpu/check/node_modules && nvidia-smi && node /tmp/gpu/check/gpu-check.js --device cuda --out \$OUT/cuda; bash .gpu-cuda-$n/webgpu.sh\` | [\".gpu-cuda-$n\"] ($(du -sh ".gpu-cuda-$n" | cut -f1))"
   echo
-  echo "Copy \$OUT/gpu-notes.md to apps/bench/GPU-NOTES.md (and the JSON beside it) and say what it shows in the closing note."
+  echo "Then \`bash tooling/gpu/slim-tree.sh off\`; copy \$OUT/cuda/gpu-notes.md (and webgpu/gpu-notes.md) into apps/bench/GPU-NOTES.md"
+  echo "and say what they show in the closing note."
 } > .gpu-check/CALLS.md
 du -sh .gpu-cuda-* .gpu-check/bundle
 cat .gpu-check/CALLS.md
