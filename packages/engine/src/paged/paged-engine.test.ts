@@ -101,6 +101,27 @@ describe('planning the KV cache from a profiling run (a fake nvidia-smi, the ref
     }
   });
 
+  it('refuses a max_model_len whose blocks do not fit the profiled budget, saying what to change', async () => {
+    const config = await loadModelConfig(fixturePath('tiny-llama'));
+    // 2 MiB of KV cache after 100 MiB of everything else: 256 blocks of 8 KiB, 4,096 tokens.
+    const error = await createPagedRunner({
+      modelDir: fixturePath('tiny-llama'),
+      config,
+      device: 'cpu',
+      dtype: 'float32',
+      blockSize: 16,
+      maxModelLen: 8192,
+      maxNumSeqs: 4,
+      maxNumBatchedTokens: 64,
+      gpuMemoryUtilization: (102 * MiB) / GiB,
+      kvCache: undefined,
+      loadFormat: 'safetensors',
+      seed: 0,
+      probe: () => probe(100 * MiB + 4 * 8192),
+    }).catch((caught: unknown) => caught);
+    expect((error as Error).message).toMatch(/max_model_len 8192 needs 512 KV blocks for one request, but only 256 fit .*raise --gpu-memory-utilization, or lower --max-model-len to at most 4096/);
+  });
+
   it('refuses to start when profiling leaves no room for the KV cache, naming the weights and the activation peak', async () => {
     const config = await loadModelConfig(fixturePath('tiny-llama'));
     await expect(

@@ -4,7 +4,7 @@ import type { ModelRunnerRequest } from '../model-runner';
 import { dummyWeights, loadCheckpointWeights } from '../model-weights';
 import { weightLoadingProgressBar } from '../progress-bar';
 import type { ModelWeights } from '../safetensors';
-import { checkStartupFreeMemory, type GpuProbe, planGpuKvBlocks, selectDevice } from './gpu-device';
+import { checkStartupFreeMemory, GpuMemoryError, type GpuProbe, planGpuKvBlocks, selectDevice } from './gpu-device';
 import { pagedDtypeBytes, type PagedDtype } from './paged-graph';
 import { type PagedDevice, PagedModelRunner } from './paged-model-runner';
 
@@ -94,6 +94,15 @@ export async function createPagedRunner(options: PagedSetupOptions): Promise<Pag
       numPools: 2 * config.numLayers,
     });
     log.push(`${plan.log} (profiled with ${options.maxNumBatchedTokens} tokens over ${profileRequests.length} requests)`);
+    const blocksPerRequest = Math.ceil(options.maxModelLen / blockSize);
+    if (plan.numBlocks < blocksPerRequest) {
+      throw new GpuMemoryError(
+        `max_model_len ${options.maxModelLen} needs ${blocksPerRequest} KV blocks for one request, but only ${plan.numBlocks} fit ` +
+          `(${plan.log}); raise --gpu-memory-utilization, or lower --max-model-len to at most ${plan.numBlocks * blockSize}`,
+        blocksPerRequest * bytesPerBlock,
+        plan.numBlocks * bytesPerBlock,
+      );
+    }
     kvCache = planKvCache({
       ...shape,
       kvCacheMemoryBytes: plan.numBlocks * bytesPerBlock,
