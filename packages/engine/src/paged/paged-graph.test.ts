@@ -1,6 +1,8 @@
 import { fixturePath } from '@pagoda/fixtures';
 import onnxProto from 'onnx-proto';
+import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
+import { DataType, GraphBuilder, microsoftDomain } from '../graph-builder';
 import { bfloat16BitsToFloat32, float32ToBfloat16Bits, float32ToFloat16Bits, toHalfPrecision } from '../half';
 import { loadModelConfig } from '../model-config';
 import { dummyWeights } from '../model-weights';
@@ -10,7 +12,7 @@ import { buildPagedGraph, type PagedGraphOptions } from './paged-graph';
 
 const { onnx } = onnxProto;
 
-async function decodedGraph(name: 'tiny-qwen3' | 'tiny-llama', options: Partial<PagedGraphOptions> = {}) {
+async function decodedGraph(name: 'tiny-qwen3' | 'tiny-llama' | 'tiny-qwen2', options: Partial<PagedGraphOptions> = {}) {
   const config = await loadModelConfig(fixturePath(name));
   const built = buildPagedGraph(config, dummyWeights(config, 1), {
     dtype: 'float16',
@@ -86,6 +88,48 @@ describe('the WebGPU graph (rotary outside PagedAttention, pools as inputs)', ()
     const inputs = model.graph!.input!.map((input) => input.name);
     expect(inputs).toEqual(expect.arrayContaining(['position_ids', 'key_cache.0', 'value_cache.2']));
     expect(model.graph!.initializer!.some((tensor) => tensor.name === 'key_cache.0')).toBe(false);
+  });
+});
+
+describe("ONNX Runtime's own checks of the GPU graphs (schemas, attributes, types, shapes)", () => {
+  /**
+   * The CPU has no PagedAttention kernel (and few float16 ones), so a CPU session of a GPU graph always fails; what
+   * matters is when. A model ONNX Runtime accepts at load fails only later, once its CPU fallback has inserted float
+   * casts or found no kernel; a node that breaks an operator's schema fails at load, in the node's own validation.
+   * (onnxruntime-node 1.29, the version the lent GPU machine runs, gave the same verdicts on these graphs.)
+   */
+  const sessionFailure = async (model: Uint8Array, externalData: { path: string; data: Uint8Array }[] = []): Promise<string> =>
+    ort.InferenceSession.create(model, { externalData, logSeverityLevel: 4 }).then(
+      async (session) => {
+        await session.release();
+        return 'created';
+      },
+      (error: unknown) => (error as Error).message,
+    );
+  const passedLoad = /InsertedPrecisionFreeCast|Could not find an implementation for (?!PagedAttention)/;
+
+  it.each([
+    ['tiny-qwen3', 'float16', true],
+    ['tiny-qwen3', 'float16', false],
+    ['tiny-llama', 'float16', true],
+    ['tiny-qwen2', 'bfloat16', true],
+  ] as const)('accepts the %s graph in %s (fused attention: %s) at load', async (name, dtype, fusedAttention) => {
+    const { built } = await decodedGraph(name, { dtype, fusedAttention, pools: fusedAttention ? 'initializers' : 'inputs' });
+    const failure = await sessionFailure(built.model, built.externalData);
+    expect(failure).toMatch(passedLoad);
+    expect(failure).not.toMatch(/In Node, \(/);
+  });
+
+  it('refuses, at load, a PagedAttention node that breaks the schema (the check can fail)', async () => {
+    const graph = new GraphBuilder(new Map());
+    for (const input of ['q', 'k', 'v']) graph.input(input, DataType.FLOAT16, ['n', 64]);
+    for (const input of ['key_cache', 'value_cache']) graph.input(input, DataType.FLOAT16, [4, 16, 2, 32]);
+    for (const input of ['cumulative_sequence_length', 'past_seqlens']) graph.input(input, DataType.INT32, ['b']);
+    graph.input('block_table', DataType.INT32, ['b', 'm']);
+    const inputs = ['q', 'k', 'v', 'key_cache', 'value_cache', 'cumulative_sequence_length', 'past_seqlens', 'block_table'];
+    graph.node('PagedAttention', inputs, 'out', { num_heads: 2, kv_num_heads: 2, rotary_dim: 32 }, microsoftDomain);
+    graph.output('out', DataType.FLOAT16, ['n', 64]);
+    expect(await sessionFailure(graph.finish().model)).toMatch(/In Node, \("out\.node", PagedAttention, "com\.microsoft"/);
   });
 });
 

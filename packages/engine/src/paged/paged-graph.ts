@@ -207,38 +207,27 @@ export function buildPagedGraph(config: ModelConfig, weights: ModelWeights, opti
       key = rotate(key, numKvHeads, name('k_rope'));
     }
 
+    const attentionArgs = {
+      query,
+      key,
+      value,
+      keyCache,
+      valueCache,
+      numHeads,
+      numKvHeads,
+      rotary: fusedAttention,
+      qNorm: fusedAttention ? qNorm : undefined,
+      kNorm: fusedAttention ? kNorm : undefined,
+      normEpsilon: rmsNormEps,
+      window,
+    };
     let output: string;
     if (attention === 'paged') {
-      // Inputs 10-15 (slot_mapping, head_sink, q/k norm weights, k/v scales) are optional; 16 is the metadata.
-      const inputs = [query, key, value, keyCache, valueCache, 'cumulative_sequence_length', 'past_seqlens', 'block_table'];
-      inputs.push(fusedAttention ? 'cos_cache' : '', fusedAttention ? 'sin_cache' : '', '', '');
-      inputs.push(fusedAttention ? (qNorm ?? '') : '', fusedAttention ? (kNorm ?? '') : '', '', '', 'attention_metadata');
-      output = graph.node('PagedAttention', inputs, name('attention'), {
-        num_heads: numHeads,
-        kv_num_heads: numKvHeads,
-        ...(fusedAttention ? { do_rotary: 1, rotary_interleaved: 0 } : {}),
-        ...(fusedAttention && qNorm !== undefined ? { qk_norm_epsilon: { float: rmsNormEps } } : {}),
-        // transformers keeps key k for query q when q - k < window; the op's left window counts keys before q.
-        ...(window === undefined ? {} : { local_window_size: window - 1 }),
-      }, microsoftDomain);
+      output = pagedAttentionNode(graph, { ...attentionArgs, output: name('attention') });
     } else {
-      prelude ??= referencePrelude(graph, { blockSize, windows: [...new Set(slidingLayers.map((sliding) => (sliding ? config.slidingWindow : undefined)))] });
-      output = referencePagedAttention(graph, prelude, {
-        layer,
-        query,
-        key,
-        value,
-        keyCache,
-        valueCache,
-        numHeads,
-        numKvHeads,
-        headDim,
-        rotary: fusedAttention,
-        qNorm: fusedAttention ? qNorm : undefined,
-        kNorm: fusedAttention ? kNorm : undefined,
-        normEpsilon: rmsNormEps,
-        window,
-      });
+      const windows = [...new Set(slidingLayers.map((sliding) => (sliding ? config.slidingWindow : undefined)))];
+      prelude ??= referencePrelude(graph, { blockSize, windows });
+      output = referencePagedAttention(graph, prelude, { ...attentionArgs, layer, headDim });
     }
     const outputBias = hasOutputBias(config) ? weight(`${prefix}.o_proj.bias`) : undefined;
     return linear(output, weight(`${prefix}.o_proj.weight`), name('o'), outputBias);
@@ -310,4 +299,48 @@ function concat(arrays: readonly Float32Array[]): Float32Array {
     offset += array.length;
   }
   return out;
+}
+
+/** What one layer's PagedAttention node reads (see {@link pagedAttentionNode}). */
+export interface PagedAttentionNodeArgs {
+  readonly output: string;
+  /** Packed `[numTokens, (heads + 2 kvHeads) · headDim]` when `key` and `value` are empty. */
+  readonly query: string;
+  readonly key: string;
+  readonly value: string;
+  readonly keyCache: string;
+  readonly valueCache: string;
+  readonly numHeads: number;
+  readonly numKvHeads: number;
+  /** Rotary inside the op, from the graph's `cos_cache` and `sin_cache`. */
+  readonly rotary: boolean;
+  readonly qNorm: string | undefined;
+  readonly kNorm: string | undefined;
+  readonly normEpsilon: number;
+  readonly window: number | undefined;
+}
+
+/**
+ * One `com.microsoft.PagedAttention` node over the graph's `cumulative_sequence_length`, `past_seqlens`,
+ * `block_table` and `attention_metadata` inputs. Inputs 10-15 (slot_mapping, head_sink, the q/k norm weights, the
+ * k/v scales) are optional; 16 is the metadata.
+ */
+export function pagedAttentionNode(graph: GraphBuilder, args: PagedAttentionNodeArgs): string {
+  const inputs = [args.query, args.key, args.value, args.keyCache, args.valueCache, 'cumulative_sequence_length', 'past_seqlens', 'block_table'];
+  inputs.push(args.rotary ? 'cos_cache' : '', args.rotary ? 'sin_cache' : '', '', '');
+  inputs.push(args.qNorm ?? '', args.kNorm ?? '', '', '', 'attention_metadata');
+  return graph.node(
+    'PagedAttention',
+    inputs,
+    args.output,
+    {
+      num_heads: args.numHeads,
+      kv_num_heads: args.numKvHeads,
+      ...(args.rotary ? { do_rotary: 1, rotary_interleaved: 0 } : {}),
+      ...(args.qNorm !== undefined ? { qk_norm_epsilon: { float: args.normEpsilon } } : {}),
+      // transformers keeps key k for query q when q - k < window; the op's left window counts keys before q.
+      ...(args.window === undefined ? {} : { local_window_size: args.window - 1 }),
+    },
+    microsoftDomain,
+  );
 }
