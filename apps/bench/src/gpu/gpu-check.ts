@@ -8,6 +8,7 @@ import {
   nvidiaSmiProbe,
   onnxRuntimeVersion,
   availableExecutionProviders,
+  defaultGpuBlockSize,
   metadataEntriesFor,
   PagedModelRunner,
   type EngineOptions,
@@ -396,7 +397,7 @@ export async function runGpuCheck(options: GpuCheckOptions, log: (line: string) 
   for (const model of models) {
     const config = await attempt(`${model} config`, () => loadModelConfig(fixturePath(model)));
     if (config === undefined) continue;
-    const defaultBlock = gpu?.computeCapability !== undefined && gpu.computeCapability[0] >= 8 ? (config.headDim <= 64 ? 256 : config.headDim <= 128 ? 128 : 16) : 16;
+    const defaultBlock = options.device === 'cuda' ? defaultGpuBlockSize(config.headDim, gpu?.computeCapability) : 16;
     for (const blockSize of [...new Set([16, defaultBlock])]) {
       const check = await attempt(`${model} at block size ${blockSize}`, () => checkModel(model, blockSize, settings));
       if (check === undefined) continue;
