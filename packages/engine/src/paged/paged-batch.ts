@@ -78,7 +78,7 @@ export function layoutPagedBatch(requests: readonly ModelRunnerRequest[], contex
     attention_metadata: new ort.Tensor('int32', Int32Array.from(metadata), [metadata.length]),
     logits_index: new ort.Tensor('int32', logitsIndex, [logitsIndex.length]),
   };
-  if (positions !== undefined) feeds.position_ids = new ort.Tensor('int64', positions, [1, shape.numTokens]);
+  if (positions !== undefined) feeds.position_ids = new ort.Tensor('int64', positions, [shape.numTokens]);
   return { feeds, logitsRowStart, numTokens: shape.numTokens, numLogits: shape.numLogits, longestSequence: shape.longestSequence };
 }
 

@@ -84,7 +84,10 @@ describe('the WebGPU graph (rotary outside PagedAttention, pools as inputs)', ()
     const paged = model.graph!.node!.filter((node) => node.opType === 'PagedAttention');
     expect(paged[0]!.input!.slice(0, 10)).toEqual(['layers.0.q_rope', 'layers.0.k_rope', 'layers.0.v', 'key_cache.0', 'value_cache.0', 'cumulative_sequence_length', 'past_seqlens', 'block_table', '', '']);
     expect(attributes(paged[0]!).do_rotary).toBeUndefined();
-    expect(model.graph!.node!.filter((node) => node.opType === 'RotaryEmbedding')).toHaveLength(2 * config.numLayers);
+    // Rotary from plain operators: the cache rows gathered once by position, then per layer Split/Mul/Sub/Add/Concat.
+    expect(model.graph!.node!.filter((node) => node.opType === 'RotaryEmbedding')).toHaveLength(0);
+    expect(model.graph!.node!.filter((node) => node.opType === 'Gather' && node.input![1] === 'position_ids')).toHaveLength(2);
+    expect(model.graph!.node!.filter((node) => node.opType === 'SimplifiedLayerNormalization' && /q_rope|k_rope/.test(node.output![0]!))).toHaveLength(2 * config.numLayers);
     const inputs = model.graph!.input!.map((input) => input.name);
     expect(inputs).toEqual(expect.arrayContaining(['position_ids', 'key_cache.0', 'value_cache.2']));
     expect(model.graph!.initializer!.some((tensor) => tensor.name === 'key_cache.0')).toBe(false);
@@ -112,7 +115,8 @@ describe("ONNX Runtime's own checks of the GPU graphs (schemas, attributes, type
     ['tiny-qwen3', 'float16', true],
     ['tiny-qwen3', 'float16', false],
     ['tiny-llama', 'float16', true],
-    ['tiny-qwen2', 'bfloat16', true],
+    ['tiny-llama', 'bfloat16', true],
+    ['tiny-qwen2', 'float16', false],
   ] as const)('accepts the %s graph in %s (fused attention: %s) at load', async (name, dtype, fusedAttention) => {
     const { built } = await decodedGraph(name, { dtype, fusedAttention, pools: fusedAttention ? 'initializers' : 'inputs' });
     const failure = await sessionFailure(built.model, built.externalData);
@@ -156,6 +160,7 @@ describe('layoutPagedBatch', () => {
     expect(data('logits_index')).toEqual([2, 3, 4, 5]);
     expect(Array.from(batch.logitsRowStart)).toEqual([0, 1, 2, 4]);
     expect(data('position_ids')).toEqual([0, 1, 2, 20, 15, 16]);
+    expect(batch.feeds.position_ids!.dims).toEqual([6]);
   });
 
   it('computes one logits row, dropped by the runner, when no request samples', () => {

@@ -1,3 +1,4 @@
+import { ModelInputError } from '../errors';
 import { DataType, GraphBuilder, microsoftDomain } from '../graph-builder';
 import { toHalfPrecision } from '../half';
 import type { ModelConfig } from '../model-config';
@@ -20,8 +21,9 @@ export interface PagedGraphOptions {
    */
   readonly attention: 'paged' | 'reference';
   /**
-   * Rotary embedding and Qwen3's q/k norm inside PagedAttention, fed packed QKV (CUDA); otherwise standard
-   * operators before it and separate q, k, v (WebGPU's kernel is only known to work without them).
+   * Rotary embedding and Qwen3's q/k norm inside PagedAttention, fed packed QKV (CUDA, when the head size is a
+   * multiple of 16, which the operator's rotary needs); otherwise standard operators before it and separate q, k, v
+   * (WebGPU, whose kernel is only known to work without them, and CUDA for other head sizes).
    */
   readonly fusedAttention: boolean;
   /**
@@ -72,7 +74,7 @@ export const pagedDtypeBytes: Record<PagedDtype, number> = { float16: 2, bfloat1
  * block_table                 int32 [batch, maxBlocks]   each request's blocks in position order
  * attention_metadata          int32 [2 or 3]             [longest new run, longest total (, longest total)]
  * logits_index                int32 [numLogits]          flat rows whose logits come back
- * position_ids                int64 [1, numTokens]       only without fusedAttention (rotary outside the op)
+ * position_ids                int64 [numTokens]          only without fusedAttention (rotary outside the op)
  * cos_cache / sin_cache       dtype [rows, headDim / 2]  only for dynamic RoPE (otherwise initializers)
  * key_cache.L / value_cache.L dtype [numBlocks, blockSize, kvHeads, headDim]   only with pools: 'inputs'
  * ```
@@ -87,6 +89,11 @@ export const pagedDtypeBytes: Record<PagedDtype, number> = { float16: 2, bfloat1
  */
 export function buildPagedGraph(config: ModelConfig, weights: ModelWeights, options: PagedGraphOptions): PagedGraph {
   const { dtype, attention, fusedAttention, numBlocks, blockSize } = options;
+  if (fusedAttention && config.headDim % 16 !== 0) {
+    throw new ModelInputError(
+      `PagedAttention's own rotary embedding needs a head size divisible by 16, got ${config.headDim}; use the unfused layout`,
+    );
+  }
   const type = elementType[dtype];
   const graph = new GraphBuilder(weights);
   const { headDim, numHeads, numKvHeads, rmsNormEps } = config;
@@ -122,7 +129,7 @@ export function buildPagedGraph(config: ModelConfig, weights: ModelWeights, opti
   graph.input('block_table', DataType.INT32, ['batch', 'max_blocks']);
   graph.input('attention_metadata', DataType.INT32, ['metadata_entries']);
   graph.input('logits_index', DataType.INT32, ['num_logits']);
-  if (!fusedAttention) graph.input('position_ids', DataType.INT64, [1, 'num_tokens']);
+  if (!fusedAttention) graph.input('position_ids', DataType.INT64, ['num_tokens']);
 
   if (dynamicRope) {
     graph.input('cos_cache', type, ['rope_rows', headDim / 2]);
@@ -161,6 +168,7 @@ export function buildPagedGraph(config: ModelConfig, weights: ModelWeights, opti
     graph.node('Gemm', bias === undefined ? [input, weightName] : [input, weightName, bias], output, { transB: 1 });
 
   let prelude: ReferencePrelude | undefined;
+  let ropeRows: { cos: string; sin: string } | undefined;
   const attentionBlock = (normed: string, layer: number): string => {
     const prefix = `model.layers.${layer}.self_attn`;
     const name = (suffix: string): string => `layers.${layer}.${suffix}`;
@@ -172,7 +180,8 @@ export function buildPagedGraph(config: ModelConfig, weights: ModelWeights, opti
     const qkv = linear(normed, qkvWeight, name('qkv'), qkvBias);
     const keyCache = pool(`key_cache.${layer}`);
     const valueCache = pool(`value_cache.${layer}`);
-    const window = slidingLayers[layer] ? config.slidingWindow : undefined;
+    // ONNX Runtime's window counts the query's own position, as transformers' sliding_window does.
+    const localWindowSize = slidingLayers[layer] ? config.slidingWindow : undefined;
     const qNorm = config.qkNorm ? weight(`${prefix}.q_norm.weight`) : undefined;
     const kNorm = config.qkNorm ? weight(`${prefix}.k_norm.weight`) : undefined;
 
@@ -182,29 +191,31 @@ export function buildPagedGraph(config: ModelConfig, weights: ModelWeights, opti
     if (!fusedAttention) {
       const splits = int64('qkv_splits', [numHeads * headDim, kvWidth, kvWidth]);
       [query, key, value] = graph.nodeOutputs('Split', [qkv, splits], [name('q'), name('k'), name('v')], { axis: -1 }) as [string, string, string];
-      const headNorm = (input: string, normWeight: string, heads: number, output: string): string => {
-        const shaped = graph.node('Reshape', [input, int64(`heads_shape.${heads}`, [0, heads, headDim])], `${output}.heads`);
-        const normed = graph.node('SimplifiedLayerNormalization', [shaped, normWeight], `${output}.normed`, {
-          axis: -1,
-          epsilon: { float: rmsNormEps },
-          stash_type: 1,
-        });
-        return graph.node('Reshape', [normed, int64(`rows_shape.${heads}`, [0, heads * headDim])], output);
+      // Per head, [numTokens, heads, headDim]: q/k norm, then transformers' rotate_half with the rows of the rotary
+      // caches at each token's position, all in operators every provider runs.
+      ropeRows ??= {
+        cos: graph.node('Unsqueeze', [graph.node('Gather', ['cos_cache', 'position_ids'], 'rope_cos_rows', { axis: 0 }), int64('axis_1', [1])], 'rope_cos'),
+        sin: graph.node('Unsqueeze', [graph.node('Gather', ['sin_cache', 'position_ids'], 'rope_sin_rows', { axis: 0 }), int64('axis_1', [1])], 'rope_sin'),
       };
-      if (qNorm !== undefined && kNorm !== undefined) {
-        query = headNorm(query, qNorm, numHeads, name('q_norm'));
-        key = headNorm(key, kNorm, numKvHeads, name('k_norm'));
-      }
-      const rotate = (input: string, heads: number, output: string): string => {
-        const batched = graph.node('Unsqueeze', [input, int64('axis_0', [0])], `${output}.batched`);
-        const rotated = graph.node('RotaryEmbedding', [batched, 'cos_cache', 'sin_cache', 'position_ids'], `${output}.rotated`, {
-          num_heads: heads,
-          interleaved: 0,
-        });
-        return graph.node('Squeeze', [rotated, int64('axis_0', [0])], output);
+      const { cos, sin } = ropeRows;
+      const perHead = (input: string, heads: number, normWeight: string | undefined, output: string): string => {
+        let shaped = graph.node('Reshape', [input, int64(`heads_shape.${heads}`, [0, heads, headDim])], `${output}.heads`);
+        if (normWeight !== undefined) {
+          shaped = graph.node('SimplifiedLayerNormalization', [shaped, normWeight], `${output}.normed`, {
+            axis: -1,
+            epsilon: { float: rmsNormEps },
+            stash_type: 1,
+          });
+        }
+        const [first, second] = graph.nodeOutputs('Split', [shaped], [`${output}.first`, `${output}.second`], { axis: -1, num_outputs: 2 });
+        const mul = (left: string, right: string, suffix: string): string => graph.node('Mul', [left, right], `${output}.${suffix}`);
+        const rotatedFirst = graph.node('Sub', [mul(first!, cos, 'first_cos'), mul(second!, sin, 'second_sin')], `${output}.rotated_first`);
+        const rotatedSecond = graph.node('Add', [mul(second!, cos, 'second_cos'), mul(first!, sin, 'first_sin')], `${output}.rotated_second`);
+        const rotated = graph.node('Concat', [rotatedFirst, rotatedSecond], `${output}.rotated`, { axis: -1 });
+        return graph.node('Reshape', [rotated, int64(`rows_shape.${heads}`, [0, heads * headDim])], output);
       };
-      query = rotate(query, numHeads, name('q_rope'));
-      key = rotate(key, numKvHeads, name('k_rope'));
+      query = perHead(query, numHeads, qNorm, name('q_rope'));
+      key = perHead(key, numKvHeads, kNorm, name('k_rope'));
     }
 
     const attentionArgs = {
@@ -219,14 +230,14 @@ export function buildPagedGraph(config: ModelConfig, weights: ModelWeights, opti
       qNorm: fusedAttention ? qNorm : undefined,
       kNorm: fusedAttention ? kNorm : undefined,
       normEpsilon: rmsNormEps,
-      window,
+      localWindowSize,
     };
     let output: string;
     if (attention === 'paged') {
       output = pagedAttentionNode(graph, { ...attentionArgs, output: name('attention') });
     } else {
-      const windows = [...new Set(slidingLayers.map((sliding) => (sliding ? config.slidingWindow : undefined)))];
-      prelude ??= referencePrelude(graph, { blockSize, windows });
+      const localWindowSizes = [...new Set(slidingLayers.map((sliding) => (sliding ? config.slidingWindow : undefined)))];
+      prelude ??= referencePrelude(graph, { blockSize, localWindowSizes });
       output = referencePagedAttention(graph, prelude, { ...attentionArgs, layer, headDim });
     }
     const outputBias = hasOutputBias(config) ? weight(`${prefix}.o_proj.bias`) : undefined;
@@ -317,7 +328,11 @@ export interface PagedAttentionNodeArgs {
   readonly qNorm: string | undefined;
   readonly kNorm: string | undefined;
   readonly normEpsilon: number;
-  readonly window: number | undefined;
+  /**
+   * Keys the query attends to, its own position included (undefined: all). ONNX Runtime passes FlashAttention a left
+   * window of `local_window_size - 1`, so this is transformers' `sliding_window` unchanged.
+   */
+  readonly localWindowSize: number | undefined;
 }
 
 /**
@@ -338,9 +353,17 @@ export function pagedAttentionNode(graph: GraphBuilder, args: PagedAttentionNode
       kv_num_heads: args.numKvHeads,
       ...(args.rotary ? { do_rotary: 1, rotary_interleaved: 0 } : {}),
       ...(args.qNorm !== undefined ? { qk_norm_epsilon: { float: args.normEpsilon } } : {}),
-      // transformers keeps key k for query q when q - k < window; the op's left window counts keys before q.
-      ...(args.window === undefined ? {} : { local_window_size: args.window - 1 }),
+      ...(args.localWindowSize === undefined ? {} : { local_window_size: args.localWindowSize }),
     },
     microsoftDomain,
   );
+}
+
+/**
+ * The attention layout a device gets by default: rotary and q/k norm inside PagedAttention on CUDA (and the CPU
+ * reference) when the head size is a multiple of 16, which the operator's rotary requires; outside it otherwise,
+ * and always on WebGPU.
+ */
+export function defaultAttentionLayout(device: 'cuda' | 'webgpu' | 'cpu', headDim: number): 'fused' | 'unfused' {
+  return device !== 'webgpu' && headDim % 16 === 0 ? 'fused' : 'unfused';
 }

@@ -13,7 +13,7 @@ import { ropeFrequencies, ropeType } from '../rope';
 import { onnxRuntimeVersion } from '../runtime';
 import type { ModelWeights } from '../safetensors';
 import { layoutPagedBatch, metadataEntriesFor, type PagedBatchContext } from './paged-batch';
-import { buildPagedGraph, type PagedDtype, ropeCaches } from './paged-graph';
+import { buildPagedGraph, defaultAttentionLayout, type PagedDtype, ropeCaches } from './paged-graph';
 
 /** Where the paged runner runs: a GPU, or the CPU with the reference attention (for checking without a GPU). */
 export type PagedDevice = 'cuda' | 'webgpu' | 'cpu';
@@ -32,8 +32,9 @@ export interface PagedModelRunnerOptions {
   /** The CUDA device (default 0). */
   readonly deviceId?: number;
   /**
-   * `fused`: packed QKV, rotary and q/k norm inside PagedAttention (the default on CUDA and the CPU). `unfused`:
-   * standard operators before it (the default on WebGPU). The CPU reference runs either.
+   * `fused`: packed QKV, rotary and q/k norm inside PagedAttention (the default on CUDA and the CPU when the head size
+   * is a multiple of 16). `unfused`: standard operators before it (the default otherwise, and on WebGPU). The CPU
+   * reference runs either.
    */
   readonly attentionLayout?: 'fused' | 'unfused';
   /** ONNX Runtime's intra-op threads (CPU). */
@@ -163,7 +164,7 @@ export class PagedModelRunner implements ModelExecutor {
     if (dynamicRope && dtype === 'bfloat16') {
       throw new ModelInputError('dynamic RoPE feeds its rotary caches every step, and onnxruntime-node has no bfloat16 tensors; use float16');
     }
-    const fusedAttention = (options.attentionLayout ?? (device === 'webgpu' ? 'unfused' : 'fused')) === 'fused';
+    const fusedAttention = (options.attentionLayout ?? defaultAttentionLayout(device, config.headDim)) === 'fused';
     const executionProvider = checkExecutionProvider(device);
     const graph = buildPagedGraph(config, weights, {
       dtype,

@@ -21,13 +21,13 @@ export interface ReferencePrelude {
   readonly writeSlots: string;
   /** int64 [1, numTokens]: each new token's position. */
   readonly positionIds: string;
-  /** Additive float mask [numTokens, 1, 1, maxKeys] per window (`undefined`: full causal attention). */
+  /** Additive float mask [numTokens, 1, 1, maxKeys] per `local_window_size` (`undefined`: full causal attention). */
   readonly masks: ReadonlyMap<number | undefined, string>;
 }
 
 export function referencePrelude(
   graph: GraphBuilder,
-  options: { blockSize: number; windows: readonly (number | undefined)[] },
+  options: { blockSize: number; localWindowSizes: readonly (number | undefined)[] },
 ): ReferencePrelude {
   const { blockSize } = options;
   const int64 = (name: string, values: number[], dims?: number[]): string => graph.int64Constant(name, values, dims);
@@ -70,10 +70,11 @@ export function referencePrelude(
   const maskFar = graph.floatConstant('reference.mask_far', [-Infinity], []);
   const maskShape = int64('reference.mask_shape', [0, 1, 1, -1]);
   const masks = new Map<number | undefined, string>();
-  for (const window of options.windows) {
+  for (const window of options.localWindowSizes) {
     let visible = causal;
     if (window !== undefined) {
-      // Key k is visible to the query at position q when q - k < window.
+      // The operator's window counts the query's own position: it attends keys q - window + 1 .. q (ONNX Runtime hands
+      // FlashAttention a left window of local_window_size - 1).
       const first = node('Sub', [positionColumn, int64(`reference.window_${window}`, [window - 1], [])], `window_${window}_first`);
       visible = node('And', [causal, node('GreaterOrEqual', [keyRow, first], `window_${window}_inside`)], `window_${window}_visible`);
     }
@@ -99,7 +100,8 @@ export interface ReferenceAttentionArgs {
   readonly qNorm: string | undefined;
   readonly kNorm: string | undefined;
   readonly normEpsilon: number;
-  readonly window: number | undefined;
+  /** The operator's `local_window_size`, undefined for full attention. */
+  readonly localWindowSize: number | undefined;
 }
 
 /** One layer's PagedAttention; returns its output `[numTokens, heads · headDim]`. */
@@ -159,7 +161,7 @@ export function referencePagedAttention(graph: GraphBuilder, prelude: ReferenceP
   const queries = node('Reshape', [query, int64('reference.query_heads', [0, numHeads, 1, headDim])], 'query_heads');
   const attended = node(
     'Attention',
-    [queries, context(args.keyCache, key, 'key'), context(args.valueCache, value, 'value'), prelude.masks.get(args.window)!],
+    [queries, context(args.keyCache, key, 'key'), context(args.valueCache, value, 'value'), prelude.masks.get(args.localWindowSize)!],
     'attention',
   );
   return node('Reshape', [attended, int64('reference.output_rows', [0, numHeads * headDim])], 'output');
