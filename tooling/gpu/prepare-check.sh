@@ -52,7 +52,7 @@ cat > ".gpu-cuda-$n/webgpu.sh" <<'WEBGPU'
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 for f in "$here"/debs/*.deb; do dpkg -x "$f" /; done; ldconfig
 export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-node /tmp/gpu/check/gpu-check.js --device webgpu --skip-perf --out "$OUT/webgpu"
+timeout 150 node /tmp/gpu/check/gpu-check.js --device webgpu --skip-perf --out "$OUT/webgpu"
 WEBGPU
 
 {
@@ -65,7 +65,7 @@ WEBGPU
     echo "$k. \`mkdir -p /tmp/gpu && cp -r .gpu-cuda-$k/. /tmp/gpu/ && du -sh /tmp/gpu\` | [\".gpu-cuda-$k\"] ($(du -sh ".gpu-cuda-$k" | cut -f1))"
   done
   # The last call's folder holds the runtime's JavaScript and unpack.sh (and maybe a fixture): copy it all first.
-  echo "$n. \`mkdir -p /tmp/gpu && cp -r .gpu-cuda-$n/check/. /tmp/gpu/check/ && source .gpu-cuda-$n/unpack.sh && ln -sfn \$NODE_PATH /tmp/gpu/check/node_modules && nvidia-smi && node /tmp/gpu/check/gpu-check.js --device cuda --out \$OUT/cuda; OUT=\$OUT bash .gpu-cuda-$n/webgpu.sh\` | [\".gpu-cuda-$n\"] ($(du -sh ".gpu-cuda-$n" | cut -f1))"
+  echo "$n. \`mkdir -p /tmp/gpu && cp -r .gpu-cuda-$n/check/. /tmp/gpu/check/ && source .gpu-cuda-$n/unpack.sh && ln -sfn \$NODE_PATH /tmp/gpu/check/node_modules && nvidia-smi && timeout 420 node /tmp/gpu/check/gpu-check.js --device cuda --out \$OUT/cuda; OUT=\$OUT bash .gpu-cuda-$n/webgpu.sh\` | [\".gpu-cuda-$n\"] ($(du -sh ".gpu-cuda-$n" | cut -f1))"
   echo
   echo "Then \`bash tooling/gpu/slim-tree.sh off\`; copy \$OUT/cuda/gpu-notes.md (and webgpu/gpu-notes.md) into apps/bench/GPU-NOTES.md"
   echo "and say what they show in the closing note."

@@ -8,7 +8,7 @@ import { formatGpuNotes, parseGpuCheckArgs, runGpuCheck } from './gpu-check';
 // runner, which keeps the script itself working between GPU sessions.
 describe('pagoda-bench gpu-check', () => {
   it('parses its options and refuses bad ones', () => {
-    expect(parseGpuCheckArgs([])).toMatchObject({ device: 'cuda', streams: [1, 8, 32, 128], inputLength: 128, outputLength: 128, skipPerf: false });
+    expect(parseGpuCheckArgs([])).toMatchObject({ device: 'cuda', streams: [1, 8, 32, 64, 128], inputLength: 128, outputLength: 128, skipPerf: false, gpuMemoryUtilization: 0.3 });
     expect(parseGpuCheckArgs(['--device', 'cpu', '--streams', '1,4']).streams).toEqual([1, 4]);
     expect(() => parseGpuCheckArgs(['--device', 'tpu'])).toThrow(/--device must be cuda, webgpu or cpu/);
     expect(() => parseGpuCheckArgs(['--streams', '1,0'])).toThrow(/--streams must be a positive integer/);
@@ -23,7 +23,7 @@ describe('pagoda-bench gpu-check', () => {
     );
     expect(result.errors).toEqual([]);
     expect(result.correctness).toHaveLength(1);
-    expect(result.correctness[0]).toMatchObject({ model: 'tiny-llama', blockSize: 16, passed: true });
+    expect(result.correctness[0]).toMatchObject({ model: 'tiny-llama', dtype: 'float32', blockSize: 16, judged: true, passed: true });
     expect(result.correctness[0]!.maxPrefillDifference).toBeLessThan(1e-4);
     expect(result.busy).toMatchObject({ requests: 16, passed: true, mismatches: [] });
     expect(result.perf.map((point) => point.streams)).toEqual([1, 2]);
@@ -31,7 +31,7 @@ describe('pagoda-bench gpu-check', () => {
     expect(result.batchOneRunner!.rooflineTokensPerSecond).toBeCloseTo(10e9 / result.batchOneRunner!.weightBytes, 6);
     const notes = await readFile(join(outDir, 'gpu-notes.md'), 'utf8');
     expect(notes).toBe(formatGpuNotes(JSON.parse(await readFile(join(outDir, 'gpu-check.json'), 'utf8'))));
-    expect(notes).toMatch(/\| tiny-llama \| 16 \| .* \| pass \|/);
+    expect(notes).toMatch(/\| tiny-llama \| float32 \| 16 \| .* \| pass \|/);
     expect(notes).toMatch(/\| 1 \| [\d.]+ \| [\d.]+ \| 11\.7 \|/);
     expect(lines.join('\n')).toMatch(/busy run: 16 requests, \d+ preemptions, 0 differ from solo -> PASS/);
   }, 120_000);

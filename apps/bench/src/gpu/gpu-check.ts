@@ -7,6 +7,7 @@ import {
   loadModelConfig,
   nvidiaSmiProbe,
   onnxRuntimeVersion,
+  selectDevice,
   availableExecutionProviders,
   defaultGpuBlockSize,
   metadataEntriesFor,
@@ -32,16 +33,17 @@ Checks the GPU runner on this machine and writes gpu-check.json and gpu-notes.md
   2. a busy continuous-batching run with preemption: every request gets its solo output;
   3. decode tokens/s of the SmolLM2-135M-shaped dummy model through the server and pagoda-bench serve, at each
      stream count, next to Hugging Face transformers on an H100 and the memory roofline.
+On CUDA it also runs part 1 in bfloat16 (reported, not judged: the 5e-2 bound is float16's).
 
 Options:
   --device cuda|webgpu|cpu     cpu runs the paged reference runner (a smoke run of this script; default cuda)
   --dtype float16|bfloat16     default float16 (cpu: float32)
   --out DIR                    where to write the results (default .)
-  --streams LIST               concurrent streams for the performance part (default 1,8,32,128)
+  --streams LIST               concurrent streams for the performance part (default 1,8,32,64,128)
   --input-len N                prompt tokens per request (default 128)
   --output-len N               generated tokens per request (default 128)
   --prompts-per-stream N       requests per stream at each point (default 2)
-  --gpu-memory-utilization F   for the performance part's server (default 0.9)
+  --gpu-memory-utilization F   for the performance part's server (default 0.3: enough, and quicker to fill)
   --memory-bandwidth-gbs N     the device's memory bandwidth for the roofline (default: 3019 on an H100, as measured)
   --skip-perf                  only the correctness parts`;
 
@@ -68,11 +70,11 @@ export function parseGpuCheckArgs(argv: readonly string[]): GpuCheckOptions {
     device: { type: 'string', default: 'cuda' },
     dtype: { type: 'string' },
     out: { type: 'string', default: '.' },
-    streams: { type: 'string', default: '1,8,32,128' },
+    streams: { type: 'string', default: '1,8,32,64,128' },
     'input-len': { type: 'string', default: '128' },
     'output-len': { type: 'string', default: '128' },
     'prompts-per-stream': { type: 'string', default: '2' },
-    'gpu-memory-utilization': { type: 'string', default: '0.9' },
+    'gpu-memory-utilization': { type: 'string', default: '0.3' },
     'memory-bandwidth-gbs': { type: 'string' },
     'skip-perf': { type: 'boolean', default: false },
   });
@@ -103,7 +105,10 @@ export function parseGpuCheckArgs(argv: readonly string[]): GpuCheckOptions {
 
 interface ModelCheck {
   model: CheckpointName;
+  dtype: string;
   blockSize: number;
+  /** Whether the check counts toward the result (bfloat16 runs are reported only). */
+  judged: boolean;
   selfCheck: { error: number; lostWritesError: number | undefined; tolerance: number };
   /** Largest difference over every prompt's prefill positions (transformers' top-5 logits of each). */
   maxPrefillDifference: number;
@@ -153,7 +158,7 @@ export interface GpuCheckResult {
 const greedyMargin = 0.05;
 
 function prefillTolerance(dtype: string): number {
-  return dtype === 'float32' ? 1e-3 : 5e-2;
+  return dtype === 'float32' ? 1e-3 : dtype === 'float16' ? 5e-2 : 0.15;
 }
 
 function engineDtype(options: GpuCheckOptions): EngineOptions['dtype'] {
@@ -161,7 +166,7 @@ function engineDtype(options: GpuCheckOptions): EngineOptions['dtype'] {
 }
 
 /** One fixture model at one block size on the paged runner. */
-async function checkModel(name: CheckpointName, blockSize: number, options: GpuCheckOptions): Promise<ModelCheck> {
+async function checkModel(name: CheckpointName, blockSize: number, options: GpuCheckOptions, judged = true): Promise<ModelCheck> {
   const reference = readReference(name);
   const runner = await PagedModelRunner.load(fixturePath(name), {
     numBlocks: 64,
@@ -222,7 +227,9 @@ async function checkModel(name: CheckpointName, blockSize: number, options: GpuC
     const tolerance = prefillTolerance(runner.dtype);
     return {
       model: name,
+      dtype: runner.dtype,
       blockSize,
+      judged,
       selfCheck,
       maxPrefillDifference,
       maxLastLogitsDifference,
@@ -336,19 +343,21 @@ async function measurePerf(options: GpuCheckOptions, log: (line: string) => void
 }
 
 /** The runner alone at batch 1 (one sequence decoding after a 128-token prompt): tokens/s and the bytes it reads. */
-async function measureBatchOne(options: GpuCheckOptions): Promise<GpuCheckResult['batchOneRunner']> {
+async function measureBatchOne(options: GpuCheckOptions, gpu: GpuDeviceInfo | undefined): Promise<GpuCheckResult['batchOneRunner']> {
   const modelDir = await writeDummyModelDir(smolLm2Shape);
+  const headDim = smolLm2Shape.hidden_size / smolLm2Shape.num_attention_heads;
+  const blockSize = options.device === 'cuda' ? defaultGpuBlockSize(headDim, gpu?.computeCapability) : 16;
   const runner = await PagedModelRunner.load(modelDir, {
     loadFormat: 'dummy',
-    numBlocks: 64,
-    blockSize: 16,
+    numBlocks: Math.ceil(4096 / blockSize),
+    blockSize,
     device: options.device,
     ...(options.device === 'cpu' || options.dtype === undefined ? {} : { dtype: options.dtype }),
     maxModelLen: 2048,
     onProgress: () => undefined,
   });
   try {
-    const table = Array.from({ length: 64 }, (_, block) => block);
+    const table = Array.from({ length: runner.numBlocks }, (_, block) => block);
     const prompt = Array.from({ length: options.inputLength }, (_, index) => (index * 31) % 32000);
     await runner.execute([{ tokenIds: prompt, numComputedTokens: 0, blockTable: table }]);
     const steps = options.device === 'cpu' ? 4 : 64;
@@ -382,7 +391,7 @@ export async function runGpuCheck(options: GpuCheckOptions, log: (line: string) 
   let gpu: GpuDeviceInfo | undefined;
   if (options.device !== 'cpu') {
     try {
-      gpu = nvidiaSmiProbe().devices()[0];
+      gpu = selectDevice(nvidiaSmiProbe().devices());
     } catch (error) {
       errors.push(`nvidia-smi: ${(error as Error).message}`);
     }
@@ -403,15 +412,26 @@ export async function runGpuCheck(options: GpuCheckOptions, log: (line: string) 
       if (check === undefined) continue;
       correctness.push(check);
       log(
-        `  ${model} block ${blockSize}: prefill max diff ${check.maxPrefillDifference.toExponential(2)}, last logits ${check.maxLastLogitsDifference.toExponential(2)}, ` +
+        `  ${model} ${check.dtype} block ${blockSize}: prefill max diff ${check.maxPrefillDifference.toExponential(2)}, last logits ${check.maxLastLogitsDifference.toExponential(2)}, ` +
           `greedy ${check.greedy.map((entry) => `${entry.matched ? 'ok' : 'DIFF'}(${entry.comparedSteps} compared, ${entry.firstDifference ?? 24} equal)`).join(' ')}, ` +
           `self-check ${check.selfCheck.error.toExponential(1)} -> ${check.passed ? 'PASS' : 'FAIL'}`,
       );
     }
   }
+  if (options.device === 'cuda' && options.dtype !== 'bfloat16') {
+    for (const model of models) {
+      const config = await loadModelConfig(fixturePath(model));
+      const blockSize = defaultGpuBlockSize(config.headDim, gpu?.computeCapability);
+      const check = await attempt(`${model} in bfloat16`, () => checkModel(model, blockSize, { ...settings, dtype: 'bfloat16' }, false));
+      if (check !== undefined) {
+        correctness.push(check);
+        log(`  ${model} bfloat16 block ${blockSize} (reported only): prefill max diff ${check.maxPrefillDifference.toExponential(2)}, self-check ${check.selfCheck.error.toExponential(1)}`);
+      }
+    }
+  }
   const busy = await attempt('busy continuous batching', () => checkBusy(settings));
   if (busy !== undefined) log(`  busy run: ${busy.requests} requests, ${busy.preemptions} preemptions, ${busy.mismatches.length} differ from solo -> ${busy.passed ? 'PASS' : 'FAIL'}`);
-  const batchOneRunner = options.skipPerf ? undefined : await attempt('batch-1 runner', () => measureBatchOne(settings));
+  const batchOneRunner = options.skipPerf ? undefined : await attempt('batch-1 runner', () => measureBatchOne(settings, gpu));
   const perf = options.skipPerf ? [] : ((await attempt('server performance', () => measurePerf(settings, log))) ?? []);
 
   const result: GpuCheckResult = {
@@ -445,14 +465,14 @@ export function formatGpuNotes(result: GpuCheckResult): string {
   lines.push(`- host: Node.js ${String(result.machine.node)}, ${String(result.machine.cpu)}, ${String(result.machine.cores)} cores`, '');
   lines.push('## Correctness against transformers', '');
   lines.push(
-    '| model | block size | prefill max diff | last-logits max diff | greedy per prompt: steps that must match / steps equal of 24 | pool self-check | result |',
-    '|---|---|---|---|---|---|---|',
+    '| model | dtype | block size | prefill max diff | last-logits max diff | greedy per prompt: steps that must match / steps equal of 24 | pool self-check | result |',
+    '|---|---|---|---|---|---|---|---|',
   );
   for (const check of result.correctness) {
     lines.push(
-      `| ${check.model} | ${check.blockSize} | ${check.maxPrefillDifference.toExponential(2)} | ${check.maxLastLogitsDifference.toExponential(2)} | ` +
+      `| ${check.model} | ${check.dtype} | ${check.blockSize} | ${check.maxPrefillDifference.toExponential(2)} | ${check.maxLastLogitsDifference.toExponential(2)} | ` +
         `${check.greedy.map((entry) => `${entry.comparedSteps}/${entry.firstDifference ?? 24}${entry.matched ? '' : ' (FAIL)'}`).join(', ')} | ` +
-        `${check.selfCheck.error.toExponential(1)} (lost writes ${check.selfCheck.lostWritesError?.toExponential(1) ?? 'n/a'}) | ${check.passed ? 'pass' : 'FAIL'} |`,
+        `${check.selfCheck.error.toExponential(1)} (lost writes ${check.selfCheck.lostWritesError?.toExponential(1) ?? 'n/a'}) | ${check.judged ? (check.passed ? 'pass' : 'FAIL') : `${check.passed ? 'within' : 'outside'} 0.15 (reported only)`} |`,
     );
   }
   if (result.busy !== undefined) {
@@ -485,6 +505,6 @@ export function formatGpuNotes(result: GpuCheckResult): string {
 
 export async function gpuCheckMain(argv: readonly string[]): Promise<void> {
   const result = await runGpuCheck(parseGpuCheckArgs(argv));
-  const failed = result.errors.length > 0 || result.correctness.some((check) => !check.passed) || result.busy?.passed === false;
+  const failed = result.errors.length > 0 || result.correctness.some((check) => check.judged && !check.passed) || result.busy?.passed === false;
   if (failed) process.exitCode = 1;
 }

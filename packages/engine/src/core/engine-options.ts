@@ -5,6 +5,8 @@ import { PagodaEngineError } from '../errors';
 import { checkExecutionProvider, type ExecutionProvider } from '../execution-provider';
 import type { ModelConfig } from '../model-config';
 import { defaultGpuBlockSize, type GpuProbe, nvidiaSmiProbe, pagedBlockSizeProblem, selectDevice } from '../paged/gpu-device';
+import { metadataEntriesFor } from '../paged/paged-batch';
+import { onnxRuntimeVersion } from '../runtime';
 import { modelShape } from '../parallel/rank-weights';
 
 /** Deployment settings, named as vLLM's engine arguments in camelCase. Every one is optional. */
@@ -165,6 +167,13 @@ export function resolveEngineOptions(
   } catch (error) {
     if (!PartitionError.isInstance(error)) throw error;
     throw new EngineOptionsError(error.param ?? 'tensor_parallel_size', error.message);
+  }
+  if (device !== 'cpu' && maxNumSeqs > 256 && metadataEntriesFor(onnxRuntimeVersion()) === 2) {
+    // ONNX Runtime's own source records that PagedAttention before 1.30 computed wrong key offsets past 256 sequences.
+    throw new EngineOptionsError(
+      'max_num_seqs',
+      `max_num_seqs ${maxNumSeqs} is more than the 256 sequences PagedAttention handles correctly in onnxruntime ${onnxRuntimeVersion()}; use 256 or fewer, or onnxruntime 1.30`,
+    );
   }
   if (paged && tensorParallelSize * pipelineParallelSize > 1) {
     throw new EngineOptionsError(

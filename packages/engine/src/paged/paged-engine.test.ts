@@ -122,6 +122,35 @@ describe('planning the KV cache from a profiling run (a fake nvidia-smi, the ref
     expect((error as Error).message).toMatch(/max_model_len 8192 needs 512 KV blocks for one request, but only 256 fit .*raise --gpu-memory-utilization, or lower --max-model-len to at most 4096/);
   });
 
+  it('caps a given KV cache size at what one pool may hold, and says so', async () => {
+    const config = await loadModelConfig(fixturePath('tiny-llama'));
+    const kvCache = resolveEngineOptions({ modelRunner: 'paged-reference', kvCacheMemory: '4MiB', maxModelLen: 256 }, config).kvCache;
+    expect(kvCache!.numBlocks).toBe(512);
+    const setup = await createPagedRunner({
+      modelDir: fixturePath('tiny-llama'),
+      config,
+      device: 'cpu',
+      dtype: 'float32',
+      blockSize: 16,
+      maxModelLen: 256,
+      maxNumSeqs: 4,
+      maxNumBatchedTokens: 64,
+      gpuMemoryUtilization: 0.9,
+      kvCache,
+      loadFormat: 'safetensors',
+      seed: 0,
+      // A block holds 16 tokens × 2 KV heads × 16 dims × 4 bytes = 2 KiB of each of the 4 pools.
+      maxPoolBytes: 256 * 2048,
+    });
+    try {
+      expect(setup.kvCache.numBlocks).toBe(256);
+      expect(setup.runner.numBlocks).toBe(256);
+      expect(setup.log[0]).toBe("the KV cache is capped at 256 blocks (asked for 512): one layer's key or value pool may hold at most 512.00 KiB");
+    } finally {
+      await setup.runner.release();
+    }
+  });
+
   it('refuses to start when profiling leaves no room for the KV cache, naming the weights and the activation peak', async () => {
     const config = await loadModelConfig(fixturePath('tiny-llama'));
     await expect(

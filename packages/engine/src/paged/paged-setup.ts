@@ -30,6 +30,8 @@ export interface PagedSetupOptions {
   readonly onProgress?: (loadedBytes: number, totalBytes: number) => void;
   /** Reads device memory (default nvidia-smi); needed only when the KV cache is profiled. */
   readonly probe?: () => GpuProbe;
+  /** The most bytes one pool may take (default {@link maxPoolBytes}). */
+  readonly maxPoolBytes?: number;
   /** For tests: see PagedModelRunnerOptions.dropPoolWrites. */
   readonly dropPoolWrites?: boolean;
 }
@@ -50,6 +52,7 @@ export interface PagedSetup {
  */
 export async function createPagedRunner(options: PagedSetupOptions): Promise<PagedSetup> {
   const { config, blockSize } = options;
+  const poolByteLimit = options.maxPoolBytes ?? maxPoolBytes;
   const onProgress = options.onProgress ?? weightLoadingProgressBar('Loading weights');
   const weights: ModelWeights =
     options.loadFormat === 'dummy'
@@ -90,7 +93,7 @@ export async function createPagedRunner(options: PagedSetupOptions): Promise<Pag
       profilePoolBytes: profiler.poolBytes,
       weightsBytes: profiler.weightBytes,
       bytesPerBlock,
-      maxPoolBytes,
+      maxPoolBytes: poolByteLimit,
       numPools: 2 * config.numLayers,
     });
     log.push(`${plan.log} (profiled with ${options.maxNumBatchedTokens} tokens over ${profileRequests.length} requests)`);
@@ -112,6 +115,20 @@ export async function createPagedRunner(options: PagedSetupOptions): Promise<Pag
     });
   }
 
+  // One pool is one tensor made from one host buffer: a given kv_cache_memory may ask for more than one can hold.
+  const poolLimitBlocks = Math.floor(poolByteLimit / (kvCacheBytesPerBlock(shape, blockSize) / (2 * config.numLayers)));
+  if (kvCache.numBlocks > poolLimitBlocks) {
+    log.push(
+      `the KV cache is capped at ${poolLimitBlocks} blocks (asked for ${kvCache.numBlocks}): one layer's key or value pool may hold at most ${formatBytes(poolByteLimit)}`,
+    );
+    kvCache = planKvCache({
+      ...shape,
+      kvCacheMemoryBytes: poolLimitBlocks * kvCacheBytesPerBlock(shape, blockSize),
+      blockSize,
+      maxModelLen: options.maxModelLen,
+      maxNumSeqs: options.maxNumSeqs,
+    });
+  }
   const runner = await PagedModelRunner.create(config, weights, { ...runnerOptions, numBlocks: kvCache.numBlocks });
   try {
     const check = await runner.selfCheck();
