@@ -67,3 +67,36 @@ export function executionProviderFailure(executionProvider: ExecutionProvider, e
     { cause: error },
   );
 }
+
+/** How {@link startSession} sets up a session beyond its provider. */
+export interface SessionSettings {
+  /** The provider as ONNX Runtime takes it, when it needs options (CUDA's device id). */
+  readonly provider?: { readonly name: string; readonly deviceId?: number };
+  readonly intraOpNumThreads?: number;
+  /** ONNX Runtime's session configuration entries (`session.*`), nested. */
+  readonly extra?: Record<string, unknown>;
+}
+
+/**
+ * A runner's session over a built graph, with full optimization and one inter-op thread; a provider other than the
+ * CPU that fails to start is reported as {@link executionProviderFailure} says.
+ */
+export async function startSession(
+  graph: { readonly model: Uint8Array; readonly externalData: { path: string; data: Uint8Array }[] },
+  executionProvider: ExecutionProvider,
+  settings: SessionSettings = {},
+): Promise<ort.InferenceSession> {
+  try {
+    return await ort.InferenceSession.create(graph.model, {
+      executionProviders: [settings.provider ?? executionProvider],
+      graphOptimizationLevel: 'all',
+      externalData: graph.externalData,
+      ...(settings.intraOpNumThreads === undefined ? {} : { intraOpNumThreads: settings.intraOpNumThreads }),
+      interOpNumThreads: 1,
+      ...(settings.extra === undefined ? {} : { extra: settings.extra }),
+    });
+  } catch (error) {
+    if (executionProvider === 'cpu') throw error;
+    throw executionProviderFailure(executionProvider, error);
+  }
+}

@@ -3,13 +3,12 @@ import { executeInAttentionGroups } from './attention-groups';
 import { layoutBatch } from './batch-layout';
 import type { BatchLayoutContext } from './batch-layout';
 import { ModelInputError } from './errors';
-import { checkExecutionProvider, executionProviderFailure } from './execution-provider';
+import { checkExecutionProvider, startSession } from './execution-provider';
 import type { ExecutionProvider } from './execution-provider';
 import { loadModelConfig } from './model-config';
 import type { ModelConfig } from './model-config';
 import { buildModelGraph } from './model-graph';
-import { dummyWeights, loadCheckpointWeights } from './model-weights';
-import { weightLoadingProgressBar } from './progress-bar';
+import { loadModelWeights } from './model-weights';
 import { ropeFrequencies, ropeType } from './rope';
 import type { ModelWeights } from './safetensors';
 
@@ -124,10 +123,7 @@ export class ModelRunner {
     const config = await loadModelConfig(modelDir);
     const executionProvider = checkExecutionProvider(options.executionProvider ?? 'cpu');
     ropeType(config, `${modelDir}/config.json`);
-    const weights =
-      options.loadFormat === 'dummy'
-        ? dummyWeights(config, options.seed)
-        : await loadCheckpointWeights(modelDir, config, withProgress(options.onProgress));
+    const weights = await loadModelWeights(modelDir, config, options);
     return ModelRunner.create(config, weights, { ...options, executionProvider });
   }
 
@@ -138,19 +134,7 @@ export class ModelRunner {
       throw new ModelInputError(`numBlocks and blockSize must be positive integers, got ${options.numBlocks} and ${options.blockSize}`);
     }
     const graph = buildModelGraph(config, weights);
-    let session: ort.InferenceSession;
-    try {
-      session = await ort.InferenceSession.create(graph.model, {
-        executionProviders: [executionProvider],
-        graphOptimizationLevel: 'all',
-        externalData: graph.externalData,
-        ...(options.intraOpNumThreads === undefined ? {} : { intraOpNumThreads: options.intraOpNumThreads }),
-        interOpNumThreads: 1,
-      });
-    } catch (error) {
-      if (executionProvider === 'cpu') throw error;
-      throw executionProviderFailure(executionProvider, error);
-    }
+    const session = await startSession(graph, executionProvider, { intraOpNumThreads: options.intraOpNumThreads });
     return new ModelRunner(config, session, {
       ...options,
       executionProvider,
@@ -209,11 +193,4 @@ export class ModelRunner {
   get weightBytes(): number {
     return this.weightBuffers.reduce((sum, buffer) => sum + buffer.data.byteLength, 0);
   }
-}
-
-function withProgress(onProgress: ((loadedBytes: number, totalBytes: number) => void) | undefined): {
-  onProgress?: (loadedBytes: number, totalBytes: number) => void;
-} {
-  const callback = onProgress ?? weightLoadingProgressBar('Loading weights');
-  return callback === undefined ? {} : { onProgress: callback };
 }

@@ -1,4 +1,5 @@
 import type { ModelConfig } from './model-config';
+import { weightLoadingProgressBar } from './progress-bar';
 import { readSafetensorsIndex, readSafetensorsTensors } from './safetensors';
 import type { ModelWeights, WantedTensor, WeightTensor } from './safetensors';
 
@@ -63,6 +64,20 @@ export async function loadCheckpointWeights(
     indexFile,
     ...(options.onProgress === undefined ? {} : { onProgress: options.onProgress }),
   });
+}
+
+/**
+ * A runner's weights: the checkpoint's (`safetensors`, with a progress bar on a terminal unless `onProgress` is
+ * given) or seeded random ones from the config alone (`dummy`).
+ */
+export async function loadModelWeights(
+  modelDir: string,
+  config: ModelConfig,
+  options: { loadFormat?: 'safetensors' | 'dummy'; seed?: number; onProgress?: (loadedBytes: number, totalBytes: number) => void },
+): Promise<ModelWeights> {
+  if (options.loadFormat === 'dummy') return dummyWeights(config, options.seed);
+  const onProgress = options.onProgress ?? weightLoadingProgressBar('Loading weights');
+  return loadCheckpointWeights(modelDir, config, onProgress === undefined ? {} : { onProgress });
 }
 
 /**

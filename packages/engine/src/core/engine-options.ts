@@ -155,7 +155,9 @@ export function resolveEngineOptions(
       throw new EngineOptionsError('device', (error as Error).message);
     }
   }
-  const blockSize = positiveInteger('block_size', options.blockSize, paged ? defaultPagedBlockSize(device, model, options, probe) : 16);
+  // Only CUDA without a block size asks the device (nvidia-smi) for its default.
+  const defaultBlockSize = device === 'cuda' && options.blockSize === undefined ? cudaDefaultBlockSize(model, options, probe) : 16;
+  const blockSize = positiveInteger('block_size', options.blockSize, defaultBlockSize);
   const blockSizeProblem = paged ? pagedBlockSizeProblem(blockSize) : undefined;
   if (blockSizeProblem !== undefined) throw new EngineOptionsError('block_size', blockSizeProblem);
   const maxNumSeqs = positiveInteger('max_num_seqs', options.maxNumSeqs, 256);
@@ -261,11 +263,10 @@ function resolveDtype(dtype: EngineOptions['dtype'], device: ExecutionProvider):
 }
 
 /**
- * The paged runner's block size when none is given: on CUDA the one ONNX Runtime's paged FlashAttention wants for the
- * device (nvidia-smi tells its compute capability; without it, 16), elsewhere 16.
+ * The block size on CUDA when none is given: the one ONNX Runtime's paged FlashAttention wants for the device
+ * (nvidia-smi tells its compute capability; without nvidia-smi but with a given KV cache size, 16).
  */
-function defaultPagedBlockSize(device: ExecutionProvider, model: ModelConfig, options: EngineOptions, probe: () => GpuProbe): number {
-  if (options.blockSize !== undefined || device !== 'cuda') return 16;
+function cudaDefaultBlockSize(model: ModelConfig, options: EngineOptions, probe: () => GpuProbe): number {
   try {
     return defaultGpuBlockSize(model.headDim, selectDevice(probe().devices()).computeCapability);
   } catch (error) {

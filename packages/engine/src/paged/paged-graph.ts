@@ -7,7 +7,7 @@ import { hasOutputBias } from '../model-weights';
 import { ropeFrequencies, ropeType } from '../rope';
 import type { RopeFrequencies } from '../rope';
 import type { ModelWeights } from '../safetensors';
-import { referencePagedAttention, type ReferencePrelude, referencePrelude } from './reference-attention';
+import { type PagedAttentionInputs, referencePagedAttention, type ReferencePrelude, referencePrelude } from './reference-attention';
 
 /** The element type of the GPU graph's weights, activations and KV pools. */
 export type PagedDtype = 'float16' | 'bfloat16' | 'float32';
@@ -36,6 +36,11 @@ export interface PagedGraphOptions {
   readonly blockSize: number;
   /** Rows of the static cos/sin caches: the most positions a sequence may take (max_model_len). */
   readonly ropeRows: number;
+  /**
+   * Initializers already converted to `dtype`, by name, filled as the graph converts more: graphs built from the same
+   * weights and dtype (a profiling runner and the real one) then convert each weight once.
+   */
+  readonly convertedTensors?: Map<string, Uint8Array>;
 }
 
 /** The built model and what the runner needs to know about it. */
@@ -102,13 +107,22 @@ export function buildPagedGraph(config: ModelConfig, weights: ModelWeights, opti
   const dynamicRope = ropeType(config) === 'dynamic';
   let weightBytes = 0;
 
-  /** A float32 array as an initializer of the graph's dtype. */
-  const constantTensor = (name: string, shape: readonly number[], values: Float32Array): string => {
-    const data =
-      dtype === 'float32'
-        ? new Uint8Array(values.buffer, values.byteOffset, values.byteLength)
-        : new Uint8Array(toHalfPrecision(values, dtype).buffer);
-    return graph.tensor(name, type, shape, data);
+  /**
+   * A float32 array as an initializer of the graph's dtype, converted once per `convertedTensors` (the values are
+   * only computed when it does not hold the name yet). Returns the initializer's bytes.
+   */
+  const constantTensor = (name: string, shape: readonly number[], values: () => Float32Array): Uint8Array => {
+    let data = options.convertedTensors?.get(name);
+    if (data === undefined) {
+      const floats = values();
+      data =
+        dtype === 'float32'
+          ? new Uint8Array(floats.buffer, floats.byteOffset, floats.byteLength)
+          : new Uint8Array(toHalfPrecision(floats, dtype).buffer);
+      options.convertedTensors?.set(name, data);
+    }
+    graph.tensor(name, type, shape, data);
+    return data;
   };
   /** Checkpoint weights, concatenated along their first axis, as one initializer. */
   const packedWeight = (name: string, parts: readonly string[]): string => {
@@ -116,9 +130,9 @@ export function buildPagedGraph(config: ModelConfig, weights: ModelWeights, opti
     const tensors = parts.map((part) => graph.weightData(part));
     const rows = tensors.reduce((sum, tensor) => sum + tensor.shape[0]!, 0);
     const shape = [rows, ...tensors[0]!.shape.slice(1)];
-    const values = tensors.length === 1 ? tensors[0]!.data : concat(tensors.map((tensor) => tensor.data));
-    weightBytes += values.length * pagedDtypeBytes[dtype];
-    return constantTensor(name, shape, values);
+    const values = () => (tensors.length === 1 ? tensors[0]!.data : concat(tensors.map((tensor) => tensor.data)));
+    weightBytes += constantTensor(name, shape, values).byteLength;
+    return name;
   };
   const weight = (name: string): string => packedWeight(name, [name]);
   const int64 = (name: string, values: number[]): string => graph.int64Constant(name, values);
@@ -135,9 +149,10 @@ export function buildPagedGraph(config: ModelConfig, weights: ModelWeights, opti
     graph.input('cos_cache', type, ['rope_rows', headDim / 2]);
     graph.input('sin_cache', type, ['rope_rows', headDim / 2]);
   } else {
-    const { cos, sin } = ropeCaches(ropeFrequencies(config), options.ropeRows);
-    constantTensor('cos_cache', [options.ropeRows, headDim / 2], cos);
-    constantTensor('sin_cache', [options.ropeRows, headDim / 2], sin);
+    let caches: { cos: Float32Array; sin: Float32Array } | undefined;
+    const rotary = () => (caches ??= ropeCaches(ropeFrequencies(config), options.ropeRows));
+    constantTensor('cos_cache', [options.ropeRows, headDim / 2], () => rotary().cos);
+    constantTensor('sin_cache', [options.ropeRows, headDim / 2], () => rotary().sin);
   }
 
   const poolShape = [numBlocks, blockSize, numKvHeads, headDim];
@@ -312,27 +327,9 @@ function concat(arrays: readonly Float32Array[]): Float32Array {
   return out;
 }
 
-/** What one layer's PagedAttention node reads (see {@link pagedAttentionNode}). */
-export interface PagedAttentionNodeArgs {
+/** One layer's PagedAttention node: its inputs and attributes, and the name of its output. */
+export interface PagedAttentionNodeArgs extends PagedAttentionInputs {
   readonly output: string;
-  /** Packed `[numTokens, (heads + 2 kvHeads) · headDim]` when `key` and `value` are empty. */
-  readonly query: string;
-  readonly key: string;
-  readonly value: string;
-  readonly keyCache: string;
-  readonly valueCache: string;
-  readonly numHeads: number;
-  readonly numKvHeads: number;
-  /** Rotary inside the op, from the graph's `cos_cache` and `sin_cache`. */
-  readonly rotary: boolean;
-  readonly qNorm: string | undefined;
-  readonly kNorm: string | undefined;
-  readonly normEpsilon: number;
-  /**
-   * Keys the query attends to, its own position included (undefined: all). ONNX Runtime passes FlashAttention a left
-   * window of `local_window_size - 1`, so this is transformers' `sliding_window` unchanged.
-   */
-  readonly localWindowSize: number | undefined;
 }
 
 /**

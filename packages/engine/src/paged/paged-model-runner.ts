@@ -1,14 +1,13 @@
 import * as ort from 'onnxruntime-node';
 import type { ModelExecutor } from '../core/engine-core';
 import { ModelInputError, PagodaEngineError } from '../errors';
-import { checkExecutionProvider, executionProviderFailure } from '../execution-provider';
+import { checkExecutionProvider, startSession } from '../execution-provider';
 import { DataType, GraphBuilder } from '../graph-builder';
 import { toHalfPrecision } from '../half';
 import { loadModelConfig } from '../model-config';
 import type { ModelConfig } from '../model-config';
 import type { ModelRunnerOutput, ModelRunnerRequest } from '../model-runner';
-import { dummyWeights, loadCheckpointWeights } from '../model-weights';
-import { weightLoadingProgressBar } from '../progress-bar';
+import { loadModelWeights } from '../model-weights';
 import { ropeFrequencies, ropeType } from '../rope';
 import { onnxRuntimeVersion } from '../runtime';
 import type { ModelWeights } from '../safetensors';
@@ -37,6 +36,8 @@ export interface PagedModelRunnerOptions {
    * reference runs either.
    */
   readonly attentionLayout?: 'fused' | 'unfused';
+  /** See PagedGraphOptions.convertedTensors: share one between runners built from the same weights. */
+  readonly convertedTensors?: Map<string, Uint8Array>;
   /** ONNX Runtime's intra-op threads (CPU). */
   readonly intraOpNumThreads?: number;
   /**
@@ -142,11 +143,7 @@ export class PagedModelRunner implements ModelExecutor {
   ): Promise<PagedModelRunner> {
     const config = await loadModelConfig(modelDir);
     ropeType(config, `${modelDir}/config.json`);
-    const onProgress = options.onProgress ?? weightLoadingProgressBar('Loading weights');
-    const weights =
-      options.loadFormat === 'dummy'
-        ? dummyWeights(config, options.seed)
-        : await loadCheckpointWeights(modelDir, config, onProgress === undefined ? {} : { onProgress });
+    const weights = await loadModelWeights(modelDir, config, options);
     return PagedModelRunner.create(config, weights, options);
   }
 
@@ -174,24 +171,15 @@ export class PagedModelRunner implements ModelExecutor {
       numBlocks,
       blockSize,
       ropeRows: options.maxModelLen,
+      ...(options.convertedTensors === undefined ? {} : { convertedTensors: options.convertedTensors }),
     });
-    let session: ort.InferenceSession;
-    const provider = device === 'cuda' ? { name: 'cuda', deviceId: options.deviceId ?? 0 } : executionProvider;
-    try {
-      session = await ort.InferenceSession.create(graph.model, {
-        executionProviders: [provider],
-        graphOptimizationLevel: 'all',
-        externalData: graph.externalData,
-        ...(options.intraOpNumThreads === undefined ? {} : { intraOpNumThreads: options.intraOpNumThreads }),
-        interOpNumThreads: 1,
-        // Weights and pools straight from the device allocator: through the arena, which grows in powers of two, a
-        // pool could reserve up to twice its size of a memory budget planned to the block.
-        ...(device === 'cuda' ? { extra: { session: { use_device_allocator_for_initializers: '1' } } } : {}),
-      });
-    } catch (error) {
-      if (device === 'cpu') throw error;
-      throw executionProviderFailure(executionProvider, error);
-    }
+    const session = await startSession(graph, executionProvider, {
+      ...(device === 'cuda' ? { provider: { name: 'cuda', deviceId: options.deviceId ?? 0 } } : {}),
+      intraOpNumThreads: options.intraOpNumThreads,
+      // Weights and pools straight from the device allocator: through the arena, which grows in powers of two, a
+      // pool could reserve up to twice its size of a memory budget planned to the block.
+      ...(device === 'cuda' ? { extra: { session: { use_device_allocator_for_initializers: '1' } } } : {}),
+    });
 
     const poolFeeds: Record<string, ort.Tensor> = {};
     let poolArrays: Map<string, Float32Array> | undefined;

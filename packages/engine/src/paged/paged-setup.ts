@@ -1,9 +1,7 @@
 import { formatBytes, kvCacheBytesPerBlock, planKvCache, type KvCachePlan } from '@pagoda/kv-cache';
 import type { ModelConfig } from '../model-config';
 import type { ModelRunnerRequest } from '../model-runner';
-import { dummyWeights, loadCheckpointWeights } from '../model-weights';
-import { weightLoadingProgressBar } from '../progress-bar';
-import type { ModelWeights } from '../safetensors';
+import { loadModelWeights } from '../model-weights';
 import { checkStartupFreeMemory, GpuMemoryError, type GpuProbe, planGpuKvBlocks, selectDevice } from './gpu-device';
 import { pagedDtypeBytes, type PagedDtype } from './paged-graph';
 import { type PagedDevice, PagedModelRunner } from './paged-model-runner';
@@ -53,13 +51,11 @@ export interface PagedSetup {
 export async function createPagedRunner(options: PagedSetupOptions): Promise<PagedSetup> {
   const { config, blockSize } = options;
   const poolByteLimit = options.maxPoolBytes ?? maxPoolBytes;
-  const onProgress = options.onProgress ?? weightLoadingProgressBar('Loading weights');
-  const weights: ModelWeights =
-    options.loadFormat === 'dummy'
-      ? dummyWeights(config, options.seed)
-      : await loadCheckpointWeights(options.modelDir, config, onProgress === undefined ? {} : { onProgress });
+  const weights = await loadModelWeights(options.modelDir, config, options);
   const runnerOptions = {
     blockSize,
+    // The profiling runner and the real one share the weights: each is converted to the device's dtype once.
+    convertedTensors: new Map<string, Uint8Array>(),
     device: options.device,
     maxModelLen: options.maxModelLen,
     ...(options.dtype === 'float32' ? {} : { dtype: options.dtype }),
@@ -68,6 +64,9 @@ export async function createPagedRunner(options: PagedSetupOptions): Promise<Pag
   };
   const log: string[] = [];
   const shape = { numLayers: config.numLayers, numKvHeads: config.numKvHeads, headDim: config.headDim, dtypeBytes: pagedDtypeBytes[options.dtype] };
+  const bytesPerBlock = kvCacheBytesPerBlock(shape, blockSize);
+  const planBlocks = (numBlocks: number): KvCachePlan =>
+    planKvCache({ ...shape, kvCacheMemoryBytes: numBlocks * bytesPerBlock, blockSize, maxModelLen: options.maxModelLen, maxNumSeqs: options.maxNumSeqs });
 
   let kvCache = options.kvCache;
   if (kvCache === undefined) {
@@ -85,7 +84,6 @@ export async function createPagedRunner(options: PagedSetupOptions): Promise<Pag
     } finally {
       await profiler.release();
     }
-    const bytesPerBlock = kvCacheBytesPerBlock(shape, blockSize);
     const plan = planGpuKvBlocks({
       device,
       gpuMemoryUtilization: options.gpuMemoryUtilization,
@@ -106,28 +104,16 @@ export async function createPagedRunner(options: PagedSetupOptions): Promise<Pag
         plan.numBlocks * bytesPerBlock,
       );
     }
-    kvCache = planKvCache({
-      ...shape,
-      kvCacheMemoryBytes: plan.numBlocks * bytesPerBlock,
-      blockSize,
-      maxModelLen: options.maxModelLen,
-      maxNumSeqs: options.maxNumSeqs,
-    });
+    kvCache = planBlocks(plan.numBlocks);
   }
 
   // One pool is one tensor made from one host buffer: a given kv_cache_memory may ask for more than one can hold.
-  const poolLimitBlocks = Math.floor(poolByteLimit / (kvCacheBytesPerBlock(shape, blockSize) / (2 * config.numLayers)));
+  const poolLimitBlocks = Math.floor(poolByteLimit / (bytesPerBlock / (2 * config.numLayers)));
   if (kvCache.numBlocks > poolLimitBlocks) {
     log.push(
       `the KV cache is capped at ${poolLimitBlocks} blocks (asked for ${kvCache.numBlocks}): one layer's key or value pool may hold at most ${formatBytes(poolByteLimit)}`,
     );
-    kvCache = planKvCache({
-      ...shape,
-      kvCacheMemoryBytes: poolLimitBlocks * kvCacheBytesPerBlock(shape, blockSize),
-      blockSize,
-      maxModelLen: options.maxModelLen,
-      maxNumSeqs: options.maxNumSeqs,
-    });
+    kvCache = planBlocks(poolLimitBlocks);
   }
   const runner = await PagedModelRunner.create(config, weights, { ...runnerOptions, numBlocks: kvCache.numBlocks });
   try {

@@ -84,8 +84,8 @@ export function referencePrelude(
   return { readSlots, writeSlots, positionIds: node('Unsqueeze', [position, axis0], 'position_ids'), masks };
 }
 
-export interface ReferenceAttentionArgs {
-  readonly layer: number;
+/** One layer's PagedAttention as the graph wires it: tensor names and the operator's attributes. */
+export interface PagedAttentionInputs {
   /** Packed `[numTokens, (heads + 2 kvHeads) · headDim]` when `key` and `value` are empty, else the queries. */
   readonly query: string;
   readonly key: string;
@@ -94,14 +94,23 @@ export interface ReferenceAttentionArgs {
   readonly valueCache: string;
   readonly numHeads: number;
   readonly numKvHeads: number;
-  readonly headDim: number;
-  /** The operator's `do_rotary` (with `cos_cache` / `sin_cache`). */
+  /** The operator's `do_rotary`, from the graph's `cos_cache` and `sin_cache`. */
   readonly rotary: boolean;
+  /** The operator's q/k norm weights (`qk_norm_epsilon` is `normEpsilon`). */
   readonly qNorm: string | undefined;
   readonly kNorm: string | undefined;
   readonly normEpsilon: number;
-  /** The operator's `local_window_size`, undefined for full attention. */
+  /**
+   * The operator's `local_window_size`: keys the query attends to, its own position included (undefined: all). ONNX
+   * Runtime passes FlashAttention a left window of `local_window_size - 1`, so this is transformers' `sliding_window`
+   * unchanged.
+   */
   readonly localWindowSize: number | undefined;
+}
+
+export interface ReferenceAttentionArgs extends PagedAttentionInputs {
+  readonly layer: number;
+  readonly headDim: number;
 }
 
 /** One layer's PagedAttention; returns its output `[numTokens, heads · headDim]`. */
