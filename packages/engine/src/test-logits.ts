@@ -1,11 +1,7 @@
 import { expect } from 'vitest';
 
-/** The index of the largest value (the first one among equals). */
-export function argmax(values: Float32Array): number {
-  let best = 0;
-  for (let id = 1; id < values.length; id += 1) if (values[id]! > values[best]!) best = id;
-  return best;
-}
+/** The index of the largest value (the first one among equals): the sampler's own. */
+export { argmax } from '@pagoda/sampling';
 
 /** The largest absolute difference between two rows of the same length. */
 export function maxDifference(left: Float32Array, right: Float32Array): number {

@@ -1,4 +1,5 @@
 export { SamplingError, SamplingParamsError } from './errors';
+export { argmax } from './pipeline';
 export { processLogits } from './process-logits';
 export { Sampler } from './sampler';
 export { DEFAULT_SAMPLING_PARAMS, GREEDY_TEMPERATURE } from './sampling-params';

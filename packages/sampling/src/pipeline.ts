@@ -170,7 +170,7 @@ export function adjustRow(
   return row;
 }
 
-/** The greedy token: the first index of the row's maximum. */
+/** The greedy token: the first index of the row's maximum (NaN never wins; a row of only -Infinity throws). */
 export function argmax(row: Float32Array): number {
   // Four lanes, each with its own running maximum, so no comparison waits on the one before it; then the lanes'
   // winners are merged, the first index winning ties. NaN never compares greater.

@@ -17,6 +17,7 @@ import {
   type ModelRunnerRequest,
 } from '@pagoda/engine';
 import { checkpointNames, decodeFloat32Base64, fixturePath, readReference, type CheckpointName } from '@pagoda/fixtures';
+import { argmax } from '@pagoda/sampling';
 import { createPagodaServer } from '@pagoda/server';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -203,9 +204,7 @@ async function checkModel(name: CheckpointName, blockSize: number, options: GpuC
       const requests: ModelRunnerRequest[] = states.map((state) => ({ tokenIds: state.next, numComputedTokens: state.computed, blockTable: state.table }));
       const output = await runner.execute(requests);
       states.forEach((state, index) => {
-        const row = output.logits.subarray(output.logitsRowStart[index]! * vocab, (output.logitsRowStart[index]! + 1) * vocab);
-        let best = 0;
-        for (let id = 1; id < vocab; id += 1) if (row[id]! > row[best]!) best = id;
+        const best = argmax(output.logits.subarray(output.logitsRowStart[index]! * vocab, (output.logitsRowStart[index]! + 1) * vocab));
         state.computed += state.next.length;
         state.generated.push(best);
         state.next = [best];
