@@ -2,28 +2,12 @@ import { decodeFloat32Base64, fixturePath, readReference } from '@pagoda/fixture
 import type { CheckpointName } from '@pagoda/fixtures';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ModelRunner } from './index';
-import type { ModelRunnerRequest } from './index';
-import { argmax, maxDifference } from './test-logits';
+import { blockAllocator, expectBatchedGreedyReference, logitsRow, maxDifference } from './test-logits';
 
 const blockSize = 16;
 const numBlocks = 256;
 
-/** Hands out blocks in a scrambled order, so block tables are not the identity and paging is really exercised. */
-function blockAllocator(): (numTokens: number) => number[] {
-  const order = Array.from({ length: numBlocks }, (_, index) => (index * 97) % numBlocks);
-  let next = 0;
-  return (numTokens) => {
-    const count = Math.ceil(numTokens / blockSize);
-    const blocks = order.slice(next, next + count);
-    next += count;
-    if (blocks.length < count) throw new Error('test ran out of blocks');
-    return blocks;
-  };
-}
 
-function row(logits: Float32Array, vocabSize: number, index: number): Float32Array {
-  return logits.subarray(index * vocabSize, (index + 1) * vocabSize);
-}
 
 function logSumExp(values: Float32Array): number {
   let max = -Infinity;
@@ -55,7 +39,7 @@ describe.each<CheckpointName>(['tiny-llama', 'tiny-qwen2', 'tiny-qwen3'])('Model
 
   beforeAll(async () => {
     runner = await ModelRunner.load(fixturePath(name), { numBlocks, blockSize, intraOpNumThreads: 1 });
-    allocate = blockAllocator();
+    allocate = blockAllocator(numBlocks, blockSize, 97);
     for (const prompt of reference.prompts) {
       const output = await runner.execute([
         { tokenIds: prompt.ids, numComputedTokens: 0, blockTable: allocate(prompt.ids.length), logits: 'all' },
@@ -73,7 +57,7 @@ describe.each<CheckpointName>(['tiny-llama', 'tiny-qwen2', 'tiny-qwen3'])('Model
     const vocabSize = runner.config.vocabSize;
     reference.prompts.forEach((prompt, promptIndex) => {
       prompt.prefill.forEach((expected, position) => {
-        const logits = row(singleRunLogits[promptIndex]!, vocabSize, position);
+        const logits = logitsRow(singleRunLogits[promptIndex]!, vocabSize, position);
         expected.ids.forEach((id, rank) => {
           const difference = Math.abs(logits[id]! - expected.logits[rank]!);
           worst.prefillLogit = Math.max(worst.prefillLogit, difference);
@@ -93,38 +77,13 @@ describe.each<CheckpointName>(['tiny-llama', 'tiny-qwen2', 'tiny-qwen3'])('Model
     const prompt = reference.prompts[0]!;
     const expected = decodeFloat32Base64(prompt.last_logits_f32_b64!);
     const vocabSize = runner.config.vocabSize;
-    const ours = row(singleRunLogits[0]!, vocabSize, prompt.ids.length - 1);
+    const ours = logitsRow(singleRunLogits[0]!, vocabSize, prompt.ids.length - 1);
     worst.lastLogits = maxDifference(ours, expected);
     expect(worst.lastLogits).toBeLessThan(1e-3);
   });
 
   it('reproduces the 24 greedy reference tokens of every prompt, decoding all prompts batched through the paged cache', async () => {
-    const states = reference.prompts.map((prompt) => ({
-      blockTable: allocate(prompt.ids.length + 24),
-      numComputedTokens: 0,
-      next: prompt.ids as number[],
-      generated: [] as number[],
-    }));
-    for (let step = 0; step < 24; step += 1) {
-      const requests: ModelRunnerRequest[] = states.map((state) => ({
-        tokenIds: state.next,
-        numComputedTokens: state.numComputedTokens,
-        blockTable: state.blockTable,
-      }));
-      const output = await runner.execute(requests);
-      states.forEach((state, index) => {
-        const token = argmax(row(output.logits, output.vocabSize, output.logitsRowStart[index]!));
-        state.numComputedTokens += state.next.length;
-        state.generated.push(token);
-        state.next = [token];
-      });
-    }
-    reference.prompts.forEach((prompt, index) => {
-      // Past a step whose top-2 margin is under 1e-3 float noise may pick either token; compare up to it.
-      const firstTie = prompt.greedy.steps.findIndex((step) => step.margin < 1e-3);
-      const comparable = firstTie === -1 ? 24 : firstTie + 1;
-      expect(states[index]!.generated.slice(0, comparable)).toEqual(prompt.greedy.ids.slice(0, comparable));
-    });
+    await expectBatchedGreedyReference(runner, reference, allocate);
   });
 
   it('gives the logits of one prompt at a time, within 1e-4, when the three prompts are packed into one run', async () => {

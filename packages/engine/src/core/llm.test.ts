@@ -25,12 +25,18 @@ describe.each(checkpointNames)('LLM.generate on %s', (checkpoint) => {
   });
 });
 
-describe('LLM under pressure: a pool small enough to preempt, chunked prefill and prefix caching on', () => {
+// The same busy run on the CPU runner and on the GPU runner's graph (paged reference attention): scheduling,
+// preemption and prefix caching reach the model through gathered slots in one, block tables in the other.
+describe.each([
+  ['the CPU runner', {}],
+  ['the paged reference runner', { modelRunner: 'paged-reference' as const }],
+])('LLM under pressure on %s: a pool small enough to preempt, chunked prefill and prefix caching on', (_runner, runnerOptions) => {
   const reference = readReference('tiny-llama');
   let busy: LLM;
   beforeAll(async () => {
     // 40 blocks of 16 tokens: the three prompts' shared blocks take 26, too few are left for 16 requests' outputs.
     busy = await LLM.create(fixturePath('tiny-llama'), {
+      ...runnerOptions,
       kvCacheMemory: 40 * 16 * 512,
       maxModelLen: 400,
       maxNumBatchedTokens: 64,

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { parseModelConfig } from '../model-config';
 import { ModelRunner, type ModelRunnerRequest } from '../model-runner';
 import { dummyWeights } from '../model-weights';
-import { argmax, maxDifference } from '../test-logits';
+import { blockAllocator, expectBatchedGreedyReference, logitsRow, maxDifference } from '../test-logits';
 import { KvPoolPersistenceError, PagedModelRunner } from './paged-model-runner';
 
 // The GPU runner's graph, batch layout and self-check on the CPU, with PagedAttention's contract written in standard
@@ -15,21 +15,7 @@ import { KvPoolPersistenceError, PagedModelRunner } from './paged-model-runner';
 const blockSize = 16;
 const numBlocks = 96;
 
-/** Hands out blocks in a scrambled order, so block tables are not the identity and paging is really exercised. */
-function blockAllocator(): (numTokens: number) => number[] {
-  const order = Array.from({ length: numBlocks }, (_, index) => (index * 37) % numBlocks);
-  let next = 0;
-  return (numTokens) => {
-    const count = Math.ceil(numTokens / blockSize);
-    const blocks = order.slice(next, next + count);
-    next += count;
-    if (blocks.length < count) throw new Error('test ran out of blocks');
-    return blocks;
-  };
-}
 
-const row = (logits: Float32Array, vocabSize: number, index: number): Float32Array =>
-  logits.subarray(index * vocabSize, (index + 1) * vocabSize);
 
 // tiny-qwen2's head size (8) is not a multiple of 16, which PagedAttention's own rotary needs: it runs unfused.
 describe.each<[CheckpointName, 'fused' | 'unfused']>([
@@ -52,7 +38,7 @@ describe.each<[CheckpointName, 'fused' | 'unfused']>([
       attentionLayout,
       intraOpNumThreads: 1,
     });
-    allocate = blockAllocator();
+    allocate = blockAllocator(numBlocks, blockSize, 37);
     for (const prompt of reference.prompts) {
       const output = await runner.execute([
         { tokenIds: prompt.ids, numComputedTokens: 0, blockTable: allocate(prompt.ids.length), logits: 'all' },
@@ -65,7 +51,7 @@ describe.each<[CheckpointName, 'fused' | 'unfused']>([
   it('matches transformers at every prefill position of every prompt within 1e-4', () => {
     reference.prompts.forEach((prompt, promptIndex) => {
       prompt.prefill.forEach((expected, position) => {
-        const logits = row(singleRunLogits[promptIndex]!, runner.config.vocabSize, position);
+        const logits = logitsRow(singleRunLogits[promptIndex]!, runner.config.vocabSize, position);
         expected.ids.forEach((id, rank) => {
           expect(Math.abs(logits[id]! - expected.logits[rank]!), `prompt ${promptIndex} position ${position} id ${id}`).toBeLessThan(1e-4);
         });
@@ -74,28 +60,7 @@ describe.each<[CheckpointName, 'fused' | 'unfused']>([
   });
 
   it('reproduces the 24 greedy reference tokens of every prompt, all prompts decoding together through the pools', async () => {
-    const states = reference.prompts.map((prompt) => ({
-      blockTable: allocate(prompt.ids.length + 24),
-      numComputedTokens: 0,
-      next: prompt.ids as number[],
-      generated: [] as number[],
-    }));
-    for (let step = 0; step < 24; step += 1) {
-      const output = await runner.execute(
-        states.map((state) => ({ tokenIds: state.next, numComputedTokens: state.numComputedTokens, blockTable: state.blockTable })),
-      );
-      states.forEach((state, index) => {
-        const token = argmax(row(output.logits, output.vocabSize, output.logitsRowStart[index]!));
-        state.numComputedTokens += state.next.length;
-        state.generated.push(token);
-        state.next = [token];
-      });
-    }
-    reference.prompts.forEach((prompt, index) => {
-      const firstTie = prompt.greedy.steps.findIndex((step) => step.margin < 1e-3);
-      const comparable = firstTie === -1 ? 24 : firstTie + 1;
-      expect(states[index]!.generated.slice(0, comparable)).toEqual(prompt.greedy.ids.slice(0, comparable));
-    });
+    await expectBatchedGreedyReference(runner, reference, allocate);
   });
 
   it('gives each prompt its own logits within 1e-4 in a mixed step: chunks of different prompts with cached prefixes', async () => {
