@@ -18,6 +18,7 @@ import {
 } from '@pagoda/engine';
 import { checkpointNames, decodeFloat32Base64, fixturePath, readReference, type CheckpointName } from '@pagoda/fixtures';
 import { argmax } from '@pagoda/sampling';
+import { kvCacheBytesPerToken } from '@pagoda/kv-cache';
 import { createPagodaServer } from '@pagoda/server';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -166,6 +167,20 @@ function engineDtype(options: GpuCheckOptions): EngineOptions['dtype'] {
   return options.device === 'cpu' ? 'float32' : (options.dtype ?? 'float16');
 }
 
+/** The engine on the checked device: the paged reference runner stands in for the GPU on the CPU. */
+function engineDevice(options: GpuCheckOptions): EngineOptions {
+  return {
+    device: options.device,
+    ...(options.device === 'cpu' ? { modelRunner: 'paged-reference' as const } : {}),
+    dtype: engineDtype(options),
+  };
+}
+
+/** PagedModelRunner's dtype option: the one asked for on a GPU (its own default otherwise; the CPU is float32). */
+function runnerDtype(options: GpuCheckOptions): { dtype?: 'float16' | 'bfloat16' } {
+  return options.device === 'cpu' || options.dtype === undefined ? {} : { dtype: options.dtype };
+}
+
 /** One fixture model at one block size on the paged runner. */
 async function checkModel(name: CheckpointName, blockSize: number, options: GpuCheckOptions, judged = true): Promise<ModelCheck> {
   const reference = readReference(name);
@@ -173,7 +188,7 @@ async function checkModel(name: CheckpointName, blockSize: number, options: GpuC
     numBlocks: 64,
     blockSize,
     device: options.device,
-    ...(options.device === 'cpu' || options.dtype === undefined ? {} : { dtype: options.dtype }),
+    ...runnerDtype(options),
     maxModelLen: 1024,
     onProgress: () => undefined,
   });
@@ -244,12 +259,9 @@ async function checkModel(name: CheckpointName, blockSize: number, options: GpuC
 async function checkBusy(options: GpuCheckOptions): Promise<BusyCheck> {
   const reference = readReference('tiny-llama');
   const config = await loadModelConfig(fixturePath('tiny-llama'));
-  const dtypeBytes = options.device === 'cpu' ? 4 : 2;
-  const bytesPerToken = 2 * config.numLayers * config.numKvHeads * config.headDim * dtypeBytes;
+  const bytesPerToken = kvCacheBytesPerToken({ ...config, dtypeBytes: options.device === 'cpu' ? 4 : 2 });
   const llm = await LLM.create(fixturePath('tiny-llama'), {
-    device: options.device === 'cpu' ? 'cpu' : options.device,
-    ...(options.device === 'cpu' ? { modelRunner: 'paged-reference' as const } : {}),
-    dtype: engineDtype(options),
+    ...engineDevice(options),
     blockSize: 16,
     kvCacheMemory: 40 * 16 * bytesPerToken,
     maxModelLen: 400,
@@ -296,10 +308,9 @@ async function measurePerf(options: GpuCheckOptions, log: (line: string) => void
     }
   }
   const engine = await AsyncLLM.create(modelDir, {
-    device: options.device,
-    ...(options.device === 'cpu' ? { modelRunner: 'paged-reference' as const } : { gpuMemoryUtilization: options.gpuMemoryUtilization }),
+    ...engineDevice(options),
+    ...(options.device === 'cpu' ? {} : { gpuMemoryUtilization: options.gpuMemoryUtilization }),
     ...(fixedKvCache === undefined ? {} : { kvCacheMemory: fixedKvCache }),
-    dtype: engineDtype(options),
     loadFormat: 'dummy',
     maxNumSeqs: maxStreams,
     maxModelLen: 2048,
@@ -351,7 +362,7 @@ async function measureBatchOne(options: GpuCheckOptions, gpu: GpuDeviceInfo | un
     numBlocks: Math.ceil(4096 / blockSize),
     blockSize,
     device: options.device,
-    ...(options.device === 'cpu' || options.dtype === undefined ? {} : { dtype: options.dtype }),
+    ...runnerDtype(options),
     maxModelLen: 2048,
     onProgress: () => undefined,
   });
