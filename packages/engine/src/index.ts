@@ -8,11 +8,11 @@ export {
 export type { CheckpointErrorCode } from './errors';
 export { checkExecutionProvider, cudaProviderInstalled } from './execution-provider';
 export type { ExecutionProvider } from './execution-provider';
-export { loadModelConfig, parseModelConfig } from './model-config';
-export type { LayerType, ModelConfig, ModelFamily } from './model-config';
-export { buildModelGraph, buildSegmentGraph, fullModelSegment } from './model-graph';
-export type { GraphBlock, GraphSegment, ModelGraph } from './model-graph';
-export { ModelRunner } from './model-runner';
+export { loadModelConfig, parseModelConfig } from './model/model-config';
+export type { LayerType, ModelConfig, ModelFamily } from './model/model-config';
+export { buildModelGraph, buildSegmentGraph, fullModelSegment } from './model/model-graph';
+export type { GraphBlock, GraphSegment, ModelGraph } from './model/model-graph';
+export { ModelRunner } from './cpu/model-runner';
 export {
   buildPagedGraph,
   checkStartupFreeMemory,
@@ -50,22 +50,17 @@ export type {
 } from './paged';
 export { createParallelModelExecutor } from './parallel/parallel-executor';
 export type { ParallelModelExecutorOptions } from './parallel/parallel-executor';
-export type {
-  LoadModelOptions,
-  LogitsRows,
-  ModelRunnerOptions,
-  ModelRunnerOutput,
-  ModelRunnerRequest,
-} from './model-runner';
-export { dummyWeights, expectedWeights, loadCheckpointWeights } from './model-weights';
-export type { LoadWeightsOptions } from './model-weights';
+export type { LoadModelOptions, ModelRunnerOptions } from './cpu/model-runner';
+export type { LogitsRows, ModelRunnerOutput, ModelRunnerRequest } from './model-step';
+export { dummyWeights, expectedWeights, loadCheckpointWeights } from './model/model-weights';
+export type { LoadWeightsOptions } from './model/model-weights';
 export { weightLoadingProgressBar } from './progress-bar';
 export type { ProgressStream } from './progress-bar';
-export { ropeFrequencies, supportedRopeTypes, writeRopeCosSin } from './rope';
-export type { RopeFrequencies } from './rope';
+export { ropeFrequencies, supportedRopeTypes, writeRopeCosSin } from './model/rope';
+export type { RopeFrequencies } from './model/rope';
 export { availableExecutionProviders, onnxRuntimeVersion } from './runtime';
-export { float16ToFloat32, readSafetensorsHeader, readSafetensorsIndex, readSafetensorsTensors } from './safetensors';
-export type { ModelWeights, SafetensorsEntry, WantedTensor, WeightTensor } from './safetensors';
+export { float16ToFloat32, readSafetensorsHeader, readSafetensorsIndex, readSafetensorsTensors } from './model/safetensors';
+export type { ModelWeights, SafetensorsEntry, WantedTensor, WeightTensor } from './model/safetensors';
 export { loadTokenizer } from './tokenizer';
 export {
   IncrementalDetokenizer,

@@ -2,7 +2,7 @@ import { KVCacheManager } from '@pagoda/kv-cache';
 import { Sampler, validateSamplingParams } from '@pagoda/sampling';
 import { RequestStatus, Scheduler } from '@pagoda/scheduler';
 import { describe, expect, it } from 'vitest';
-import type { ModelRunnerOutput, ModelRunnerRequest } from '../model-runner';
+import type { ModelRunnerOutput, ModelRunnerRequest } from '../model-step';
 import { EngineCore } from './engine-core';
 import type { EngineCoreOutput, ModelExecutor } from './engine-core';
 

@@ -1,7 +1,7 @@
 import type { KvCachePlan } from '@pagoda/kv-cache';
 import type { NormalizedSamplingParams, SampledTokenLogprobs, Sampler, SamplingRow } from '@pagoda/sampling';
 import { type FinishReason, RequestStatus, type Scheduler, type SchedulerOutput, type SchedulerStats } from '@pagoda/scheduler';
-import type { ModelRunnerOutput, ModelRunnerRequest } from '../model-runner';
+import type { ModelRunnerOutput, ModelRunnerRequest } from '../model-step';
 
 /** What the engine core needs from a model runner: one batched step, and a way to let go of it. */
 export interface ModelExecutor {

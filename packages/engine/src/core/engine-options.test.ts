@@ -1,7 +1,7 @@
 import { fixturePath } from '@pagoda/fixtures';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { loadModelConfig } from '../model-config';
-import type { ModelConfig } from '../model-config';
+import { loadModelConfig } from '../model/model-config';
+import type { ModelConfig } from '../model/model-config';
 import { EngineOptionsError, resolveEngineOptions } from './engine-options';
 import type { EngineOptions } from './engine-options';
 

@@ -3,7 +3,7 @@ import { PartitionError, validateParallelConfig } from '@pagoda/parallel';
 import { freemem } from 'node:os';
 import { PagodaEngineError } from '../errors';
 import { checkExecutionProvider, type ExecutionProvider } from '../execution-provider';
-import type { ModelConfig } from '../model-config';
+import type { ModelConfig } from '../model/model-config';
 import { defaultGpuBlockSize, type GpuProbe, nvidiaSmiProbe, pagedBlockSizeProblem, selectDevice } from '../paged/gpu-device';
 import { metadataEntriesFor } from '../paged/paged-batch';
 import { onnxRuntimeVersion } from '../runtime';

@@ -1,6 +1,6 @@
 import * as ort from 'onnxruntime-node';
-import { checkStep } from '../batch-layout';
-import type { ModelRunnerRequest } from '../model-runner';
+import { checkStep } from '../cpu/batch-layout';
+import type { ModelRunnerRequest } from '../model-step';
 
 /** What laying a step out for the paged graph needs. */
 export interface PagedBatchContext {

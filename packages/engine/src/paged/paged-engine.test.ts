@@ -2,7 +2,7 @@ import { checkpointNames, fixturePath, readReference } from '@pagoda/fixtures';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EngineOptionsError, resolveEngineOptions } from '../core/engine-options';
 import { LLM } from '../core/llm';
-import { loadModelConfig } from '../model-config';
+import { loadModelConfig } from '../model/model-config';
 import type { GpuDeviceInfo, GpuProbe } from './gpu-device';
 import { createPagedRunner, type PagedSetupOptions, profilingBatch } from './paged-setup';
 

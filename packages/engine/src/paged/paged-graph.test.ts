@@ -2,11 +2,11 @@ import { fixturePath } from '@pagoda/fixtures';
 import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
-import { DataType, GraphBuilder, microsoftDomain } from '../graph-builder';
-import { bfloat16BitsToFloat32, float32ToBfloat16Bits, float32ToFloat16Bits, toHalfPrecision } from '../half';
-import { loadModelConfig } from '../model-config';
-import { dummyWeights } from '../model-weights';
-import { float16ToFloat32 } from '../safetensors';
+import { DataType, GraphBuilder, microsoftDomain } from '../model/graph-builder';
+import { bfloat16BitsToFloat32, float32ToBfloat16Bits, float32ToFloat16Bits, toHalfPrecision } from '../model/half';
+import { loadModelConfig } from '../model/model-config';
+import { dummyWeights } from '../model/model-weights';
+import { float16ToFloat32 } from '../model/safetensors';
 import { layoutPagedBatch, metadataEntriesFor } from './paged-batch';
 import { buildPagedGraph, type PagedGraphOptions } from './paged-graph';
 

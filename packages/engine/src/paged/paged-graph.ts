@@ -1,12 +1,12 @@
 import { ModelInputError } from '../errors';
-import { DataType, GraphBuilder, microsoftDomain } from '../graph-builder';
-import { toHalfPrecision } from '../half';
-import type { ModelConfig } from '../model-config';
-import { layerKinds } from '../model-graph';
-import { hasOutputBias } from '../model-weights';
-import { ropeFrequencies, ropeType } from '../rope';
-import type { RopeFrequencies } from '../rope';
-import type { ModelWeights } from '../safetensors';
+import { DataType, GraphBuilder, microsoftDomain } from '../model/graph-builder';
+import { toHalfPrecision } from '../model/half';
+import type { ModelConfig } from '../model/model-config';
+import { layerKinds } from '../model/model-graph';
+import { hasOutputBias } from '../model/model-weights';
+import { ropeFrequencies, ropeType } from '../model/rope';
+import type { RopeFrequencies } from '../model/rope';
+import type { ModelWeights } from '../model/safetensors';
 import { type PagedAttentionInputs, referencePagedAttention, type ReferencePrelude, referencePrelude } from './reference-attention';
 
 /** The element type of the GPU graph's weights, activations and KV pools. */

@@ -2,9 +2,10 @@ import { fixturePath, readReference } from '@pagoda/fixtures';
 import type { CheckpointName } from '@pagoda/fixtures';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
-import { parseModelConfig } from '../model-config';
-import { ModelRunner, type ModelRunnerRequest } from '../model-runner';
-import { dummyWeights } from '../model-weights';
+import { parseModelConfig } from '../model/model-config';
+import { ModelRunner } from '../cpu/model-runner';
+import type { ModelRunnerRequest } from '../model-step';
+import { dummyWeights } from '../model/model-weights';
 import { blockAllocator, expectBatchedGreedyReference, logitsRow, maxDifference } from '../test-logits';
 import { KvPoolPersistenceError, PagedModelRunner } from './paged-model-runner';
 

@@ -1,7 +1,7 @@
 import { formatBytes, kvCacheBytesPerBlock, planKvCache, type KvCachePlan } from '@pagoda/kv-cache';
-import type { ModelConfig } from '../model-config';
-import type { ModelRunnerRequest } from '../model-runner';
-import { loadModelWeights } from '../model-weights';
+import type { ModelConfig } from '../model/model-config';
+import type { ModelRunnerRequest } from '../model-step';
+import { loadModelWeights } from '../model/model-weights';
 import { checkStartupFreeMemory, GpuMemoryError, type GpuProbe, planGpuKvBlocks, selectDevice } from './gpu-device';
 import { pagedDtypeBytes, type PagedDtype } from './paged-graph';
 import { type PagedDevice, PagedModelRunner } from './paged-model-runner';

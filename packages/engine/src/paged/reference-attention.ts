@@ -1,4 +1,4 @@
-import { DataType, type GraphBuilder } from '../graph-builder';
+import { DataType, type GraphBuilder } from '../model/graph-builder';
 
 /**
  * `com.microsoft.PagedAttention`'s contract in standard ONNX operators, for the CPU, which has no kernel for it. It

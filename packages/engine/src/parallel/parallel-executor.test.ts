@@ -5,11 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ModelExecutor } from '../core/engine-core';
-import { loadModelConfig, parseModelConfig } from '../model-config';
-import { ModelRunner } from '../model-runner';
-import type { ModelRunnerOutput, ModelRunnerRequest } from '../model-runner';
-import { dummyWeights } from '../model-weights';
-import { writeSafetensors } from '../test-safetensors';
+import { loadModelConfig, parseModelConfig } from '../model/model-config';
+import { ModelRunner } from '../cpu/model-runner';
+import type { ModelRunnerOutput, ModelRunnerRequest } from '../model-step';
+import { dummyWeights } from '../model/model-weights';
+import { writeSafetensors } from '../model/test-safetensors';
 import { createParallelModelExecutor } from './parallel-executor';
 import { argmax, maxDifference } from '../test-logits';
 

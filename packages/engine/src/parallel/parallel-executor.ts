@@ -1,10 +1,10 @@
 import { createWorkerExecutor, partitionPlan } from '@pagoda/parallel';
 import type { Executor } from '@pagoda/parallel';
 import { availableParallelism } from 'node:os';
-import { executeInAttentionGroups } from '../attention-groups';
+import { executeInAttentionGroups } from '../cpu/attention-groups';
 import type { ModelExecutor } from '../core/engine-core';
-import type { ModelConfig } from '../model-config';
-import type { ModelRunnerOutput, ModelRunnerRequest } from '../model-runner';
+import type { ModelConfig } from '../model/model-config';
+import type { ModelRunnerOutput, ModelRunnerRequest } from '../model-step';
 import { workerEntry } from '../worker-entry';
 import { outputRankOf } from './rank-runner';
 import type { RankWorkerData } from './rank-runner';

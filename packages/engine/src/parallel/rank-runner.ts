@@ -1,17 +1,17 @@
 import { parallelGroups, partitionPlan } from '@pagoda/parallel';
 import type { Communicator, PartitionPlan, RankContext, RankPartition } from '@pagoda/parallel';
 import * as ort from 'onnxruntime-node';
-import { layoutBatch } from '../batch-layout';
-import type { BatchLayoutContext } from '../batch-layout';
-import { loadModelConfig } from '../model-config';
-import type { ModelConfig } from '../model-config';
-import { buildSegmentGraph } from '../model-graph';
-import type { GraphSegment } from '../model-graph';
-import type { ModelRunnerOutput, ModelRunnerRequest } from '../model-runner';
-import { dummyWeights, hasOutputBias } from '../model-weights';
-import { ropeFrequencies, ropeType } from '../rope';
-import { readSafetensorsIndex, readSafetensorsTensors } from '../safetensors';
-import type { ModelWeights } from '../safetensors';
+import { layoutBatch } from '../cpu/batch-layout';
+import type { BatchLayoutContext } from '../cpu/batch-layout';
+import { loadModelConfig } from '../model/model-config';
+import type { ModelConfig } from '../model/model-config';
+import { buildSegmentGraph } from '../model/model-graph';
+import type { GraphSegment } from '../model/model-graph';
+import type { ModelRunnerOutput, ModelRunnerRequest } from '../model-step';
+import { dummyWeights, hasOutputBias } from '../model/model-weights';
+import { ropeFrequencies, ropeType } from '../model/rope';
+import { readSafetensorsIndex, readSafetensorsTensors } from '../model/safetensors';
+import type { ModelWeights } from '../model/safetensors';
 import { modelShape, rankWantedWeights, rankWeights } from './rank-weights';
 
 /** What every rank's worker is given (plain data: it is cloned into each worker). */

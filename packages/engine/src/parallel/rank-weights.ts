@@ -1,8 +1,8 @@
 import type { ModelShape, RankPartition } from '@pagoda/parallel';
 import { CheckpointError } from '../errors';
-import type { ModelConfig } from '../model-config';
-import { expectedWeights, hasOutputBias } from '../model-weights';
-import type { ModelWeights, WantedTensor, WeightTensor } from '../safetensors';
+import type { ModelConfig } from '../model/model-config';
+import { expectedWeights, hasOutputBias } from '../model/model-weights';
+import type { ModelWeights, WantedTensor, WeightTensor } from '../model/safetensors';
 
 /** The dimensions of `config` that decide how it splits over ranks. */
 export function modelShape(config: ModelConfig): ModelShape {

@@ -1,8 +1,9 @@
 import { fixturePath, readReference } from '@pagoda/fixtures';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attentionGroups, executeInAttentionGroups } from './attention-groups';
-import { ModelRunner, type ModelRunnerOutput, type ModelRunnerRequest } from './model-runner';
-import { argmax, maxDifference } from './test-logits';
+import { ModelRunner } from './model-runner';
+import type { ModelRunnerOutput, ModelRunnerRequest } from '../model-step';
+import { argmax, maxDifference } from '../test-logits';
 
 const request = (queryLength: number, numComputedTokens: number): ModelRunnerRequest => ({
   tokenIds: Array.from({ length: queryLength }, () => 1),

@@ -1,4 +1,4 @@
-import type { ModelRunnerOutput, ModelRunnerRequest } from './model-runner';
+import type { ModelRunnerOutput, ModelRunnerRequest } from '../model-step';
 
 /**
  * Padding beyond this many (query, key) pairs splits a mixed batch. Each pair costs about 4 × hidden × layers

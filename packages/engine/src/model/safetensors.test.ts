@@ -9,7 +9,7 @@ import {
   loadModelConfig,
   PagodaEngineError,
   readSafetensorsHeader,
-} from './index';
+} from '../index';
 import { checkpointCopy, readRawTensors, writeSafetensors } from './test-safetensors';
 
 function bytesOf(array: Float32Array | Uint16Array): Uint8Array {

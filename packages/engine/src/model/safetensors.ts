@@ -1,7 +1,7 @@
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CheckpointError } from './errors';
-import { readJsonFile } from './json-file';
+import { CheckpointError } from '../errors';
+import { readJsonFile } from '../json-file';
 
 /** A weight as the engine keeps it: float32 values in row-major order. */
 export interface WeightTensor {

@@ -1,9 +1,9 @@
 import * as ort from 'onnxruntime-node';
-import { ModelInputError } from './errors';
-import type { ModelConfig } from './model-config';
-import type { ModelRunnerRequest } from './model-runner';
-import { ropeFrequencies, writeRopeCosSin } from './rope';
-import type { RopeFrequencies } from './rope';
+import { ModelInputError } from '../errors';
+import type { ModelConfig } from '../model/model-config';
+import type { ModelRunnerRequest } from '../model-step';
+import { ropeFrequencies, writeRopeCosSin } from '../model/rope';
+import type { RopeFrequencies } from '../model/rope';
 
 /** What laying a batch out needs to know of the model and its cache. */
 export interface BatchLayoutContext {

@@ -2,15 +2,16 @@ import * as ort from 'onnxruntime-node';
 import { executeInAttentionGroups } from './attention-groups';
 import { layoutBatch } from './batch-layout';
 import type { BatchLayoutContext } from './batch-layout';
-import { ModelInputError } from './errors';
-import { checkExecutionProvider, startSession } from './execution-provider';
-import type { ExecutionProvider } from './execution-provider';
-import { loadModelConfig } from './model-config';
-import type { ModelConfig } from './model-config';
-import { buildModelGraph } from './model-graph';
-import { loadModelWeights } from './model-weights';
-import { ropeFrequencies, ropeType } from './rope';
-import type { ModelWeights } from './safetensors';
+import { ModelInputError } from '../errors';
+import { checkExecutionProvider, startSession } from '../execution-provider';
+import type { ExecutionProvider } from '../execution-provider';
+import { loadModelConfig } from '../model/model-config';
+import type { ModelConfig } from '../model/model-config';
+import { buildModelGraph } from '../model/model-graph';
+import { loadModelWeights } from '../model/model-weights';
+import { ropeFrequencies, ropeType } from '../model/rope';
+import type { ModelWeights } from '../model/safetensors';
+import type { ModelRunnerOutput, ModelRunnerRequest } from '../model-step';
 
 /** How the runner runs: the paged cache's size and the ONNX Runtime session's settings. */
 export interface ModelRunnerOptions {
@@ -32,32 +33,6 @@ export interface LoadModelOptions extends ModelRunnerOptions {
   seed?: number;
   /** Hears weight-loading progress; by default a progress bar on stderr when it is a terminal. */
   onProgress?: (loadedBytes: number, totalBytes: number) => void;
-}
-
-/** Which of a request's new tokens get logits back: the last (to sample), all (prompt logprobs) or none. */
-export type LogitsRows = 'last' | 'all' | 'none';
-
-/** One request's share of a step. */
-export interface ModelRunnerRequest {
-  /** The tokens to run this step; they take positions `numComputedTokens`, `numComputedTokens + 1`, ... */
-  readonly tokenIds: ArrayLike<number>;
-  /** Tokens of this request already in the cache (their keys and values sit in the blocks of `blockTable`). */
-  readonly numComputedTokens: number;
-  /** The request's blocks in position order; it must cover `numComputedTokens + tokenIds.length` tokens. */
-  readonly blockTable: ArrayLike<number>;
-  /** Default `last`. A chunk of a prompt that is not its end passes `none`. */
-  readonly logits?: LogitsRows;
-}
-
-/** What one step returns. */
-export interface ModelRunnerOutput {
-  /** `[numRows, vocabSize]` row-major: the requested rows, request after request. */
-  readonly logits: Float32Array;
-  readonly vocabSize: number;
-  /** Request `i`'s rows are `logitsRowStart[i]` up to `logitsRowStart[i + 1]`. */
-  readonly logitsRowStart: Int32Array;
-  /** With tensor parallelism: the all-reduces of this step on the output rank, and the time spent in them. */
-  readonly parallelStats?: { readonly allReduceCount: number; readonly allReduceMs: number };
 }
 
 /**

@@ -1,5 +1,5 @@
 import type { ModelConfig } from './model-config';
-import { weightLoadingProgressBar } from './progress-bar';
+import { weightLoadingProgressBar } from '../progress-bar';
 import { readSafetensorsIndex, readSafetensorsTensors } from './safetensors';
 import type { ModelWeights, WantedTensor, WeightTensor } from './safetensors';
 

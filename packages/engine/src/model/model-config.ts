@@ -1,6 +1,6 @@
 import { join } from 'node:path';
-import { ModelConfigError } from './errors';
-import { readJsonFile } from './json-file';
+import { ModelConfigError } from '../errors';
+import { readJsonFile } from '../json-file';
 
 /** The architectures (config.json `architectures[0]`) the engine runs, and the family each belongs to. */
 const supportedArchitectures = {

@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { loadModelConfig, ModelConfigError, parseModelConfig, PagodaEngineError } from './index';
+import { loadModelConfig, ModelConfigError, parseModelConfig, PagodaEngineError } from '../index';
 
 describe('loadModelConfig', () => {
   it('reads tiny-llama: GQA with an untied lm_head', async () => {

@@ -1,4 +1,4 @@
-import { ModelConfigError } from './errors';
+import { ModelConfigError } from '../errors';
 import type { ModelConfig } from './model-config';
 
 /** The rotary embedding of one forward pass: a frequency per pair of dimensions, and the factor on cos and sin. */

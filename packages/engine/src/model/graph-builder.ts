@@ -1,5 +1,5 @@
 import onnxProto from 'onnx-proto';
-import { CheckpointError } from './errors';
+import { CheckpointError } from '../errors';
 import type { ModelWeights } from './safetensors';
 
 const { onnx } = onnxProto;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ModelConfigError, parseModelConfig, ropeFrequencies, writeRopeCosSin } from './index';
+import { ModelConfigError, parseModelConfig, ropeFrequencies, writeRopeCosSin } from '../index';
 
 /** A Llama config with head_dim 8 (four rotary pairs), so every frequency can be checked by hand. */
 function config(rope: Record<string, unknown>, maxPositionEmbeddings = 2048) {

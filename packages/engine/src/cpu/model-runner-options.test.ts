@@ -10,7 +10,7 @@ import {
   ModelRunner,
   parseModelConfig,
   weightLoadingProgressBar,
-} from './index';
+} from '../index';
 
 const smallLlama = {
   architectures: ['LlamaForCausalLM'],

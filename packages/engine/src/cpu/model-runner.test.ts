@@ -1,8 +1,8 @@
 import { decodeFloat32Base64, fixturePath, readReference } from '@pagoda/fixtures';
 import type { CheckpointName } from '@pagoda/fixtures';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ModelRunner } from './index';
-import { blockAllocator, expectBatchedGreedyReference, logitsRow, maxDifference } from './test-logits';
+import { ModelRunner } from '../index';
+import { blockAllocator, expectBatchedGreedyReference, logitsRow, maxDifference } from '../test-logits';
 
 const blockSize = 16;
 const numBlocks = 256;
