@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { defaultModelDir, parseServeArgs, UsageError } from './args';
+import { defaultModelDir, parseServeArgs, readChatTemplateOption, UsageError } from './args';
 
 describe('pagoda serve arguments', () => {
   it('defaults to the built-in model on 127.0.0.1:8000 with vLLM’s defaults left to the engine', () => {
@@ -9,9 +9,19 @@ describe('pagoda serve arguments', () => {
       port: 8000,
       servedModelName: undefined,
       apiKey: undefined,
-      allowedOrigins: ['*'],
+      allowedOrigins: undefined,
+      allowedMethods: undefined,
+      allowedHeaders: undefined,
+      allowCredentials: false,
       chatTemplate: undefined,
+      trustRequestChatTemplate: false,
       maxWaitingRequests: undefined,
+      timeoutKeepAlive: 5,
+      timeoutGracefulShutdown: 30,
+      limitConcurrency: undefined,
+      logLevel: 'info',
+      logFormat: 'auto',
+      disableLogRequests: false,
       engine: {},
     });
   });
@@ -23,7 +33,7 @@ describe('pagoda serve arguments', () => {
         '--max-num-batched-tokens', '4096', '--max-model-len', '2048', '--block-size', '32', '--no-enable-prefix-caching',
         '--tensor-parallel-size', '1', '--pipeline-parallel-size', '1', '--generation-config', 'vllm', '--max-logprobs', '5',
         '--api-key', 'k', '--max-waiting-requests', '10', '--allowed-origins', 'https://a.test,https://b.test',
-        '--dtype', 'float32', '--model-runner', 'paged-reference',
+        '--dtype', 'float32', '--model-runner', 'paged-reference', '--tokenizer-pool-size', '3', '--tokenizer-pool-timeout', '2.5',
       ],
       {},
     );
@@ -42,8 +52,41 @@ describe('pagoda serve arguments', () => {
       pipelineParallelSize: 1,
       generationConfig: 'vllm',
       maxLogprobs: 5,
+      tokenizerPoolSize: 3,
+      tokenizerPoolTimeoutMs: 2500,
     });
     expect(options).toMatchObject({ apiKey: 'k', maxWaitingRequests: 10, allowedOrigins: ['https://a.test', 'https://b.test'] });
+  });
+
+  it('reads the HTTP hardening flags', () => {
+    const options = parseServeArgs([
+      '--allowed-origins', '*', '--allowed-methods', 'GET,POST', '--allowed-headers', 'authorization', '--allow-credentials',
+      '--trust-request-chat-template', '--timeout-keep-alive', '2', '--timeout-graceful-shutdown', '0.5', '--limit-concurrency', '64',
+      '--log-level', 'warn', '--log-format', 'json', '--disable-log-requests',
+    ], {});
+    expect(options).toMatchObject({
+      allowedOrigins: ['*'],
+      allowedMethods: ['GET', 'POST'],
+      allowedHeaders: ['authorization'],
+      allowCredentials: true,
+      trustRequestChatTemplate: true,
+      timeoutKeepAlive: 2,
+      timeoutGracefulShutdown: 0.5,
+      limitConcurrency: 64,
+      logLevel: 'warn',
+      logFormat: 'json',
+      disableLogRequests: true,
+    });
+    expect(parseServeArgs(['--allowed-origins', 'none'], {}).allowedOrigins).toEqual([]);
+  });
+
+  it('reads --chat-template as vLLM does: a path when it has no braces or newline, which must exist; else the text', () => {
+    const here = new URL('.', import.meta.url).pathname;
+    expect(readChatTemplateOption('{{ messages[0].content }}')).toBe('{{ messages[0].content }}');
+    expect(readChatTemplateOption('line one\nline two')).toBe('line one\nline two');
+    expect(readChatTemplateOption('args.test.ts', here)).toMatch(/reads --chat-template as vLLM does/);
+    expect(() => readChatTemplateOption('templates/missing.jinja', here)).toThrow(UsageError);
+    expect(() => readChatTemplateOption('templates/missing.jinja', here)).toThrow(/--chat-template "templates\/missing.jinja" names no readable file \(ENOENT\)/);
   });
 
   it('takes the API key from PAGODA_API_KEY', () => {
@@ -57,6 +100,11 @@ describe('pagoda serve arguments', () => {
     [['--gpu-memory-utilization', 'lots'], /--gpu-memory-utilization must be a number in \(0, 1\], got "lots"/],
     [['--enable-prefix-caching', '--no-enable-prefix-caching'], /contradict each other/],
     [['--max-waiting-requests=-1'], /--max-waiting-requests must be a non-negative integer/],
+    [['--timeout-keep-alive', '0'], /--timeout-keep-alive must be a positive number of seconds, got "0"/],
+    [['--timeout-graceful-shutdown', 'soon'], /--timeout-graceful-shutdown must be a positive number of seconds/],
+    [['--limit-concurrency', '0'], /--limit-concurrency must be a positive integer, got 0/],
+    [['--log-level', 'loud'], /--log-level must be one of/],
+    [['--log-format', 'xml'], /--log-format must be auto, json or text/],
   ])('refuses %j with a usage error', (argv, message) => {
     expect(() => parseServeArgs(argv, {})).toThrow(UsageError);
     expect(() => parseServeArgs(argv, {})).toThrow(message);

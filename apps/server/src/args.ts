@@ -1,5 +1,7 @@
 import type { EngineOptions } from '@pagoda/engine';
 import { fixturePath } from '@pagoda/fixtures';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
 /** Everything `pagoda serve` takes: where to listen, how to serve, and the engine's deployment options. */
@@ -9,9 +11,24 @@ export interface ServeOptions {
   port: number;
   servedModelName: string | undefined;
   apiKey: string | undefined;
-  allowedOrigins: string[];
+  /** CORS origins; undefined: pages on localhost, 127.0.0.1 and [::1] only. */
+  allowedOrigins: string[] | undefined;
+  allowedMethods: string[] | undefined;
+  allowedHeaders: string[] | undefined;
+  allowCredentials: boolean;
+  /** `--chat-template`: a file's path (read at start) or the template's text. */
   chatTemplate: string | undefined;
+  trustRequestChatTemplate: boolean;
   maxWaitingRequests: number | undefined;
+  /** Seconds an idle keep-alive connection stays open. */
+  timeoutKeepAlive: number;
+  /** Seconds in-flight requests get to finish at shutdown before they are cut. */
+  timeoutGracefulShutdown: number;
+  /** Most connections open at once. */
+  limitConcurrency: number | undefined;
+  logLevel: string;
+  logFormat: 'auto' | 'json' | 'text';
+  disableLogRequests: boolean;
   engine: EngineOptions;
 }
 
@@ -31,9 +48,26 @@ Serving
   --port PORT                    port to listen on (default 8000; 0 picks a free one)
   --served-model-name NAME       the model name clients use (default: the folder's name)
   --api-key KEY                  require "Authorization: Bearer KEY" on /v1/* (or set PAGODA_API_KEY)
-  --allowed-origins LIST         CORS origins, comma-separated (default *; "none" sends no CORS headers)
-  --chat-template FILE|TEMPLATE  a Jinja chat template replacing the model's
-  --max-waiting-requests N       answer 429 beyond N requests waiting for their first token
+  --allowed-origins LIST         CORS origins, comma-separated, or * for any (default: pages on localhost,
+                                 127.0.0.1 and [::1], any port; "none" sends no CORS headers)
+  --allowed-methods LIST         methods CORS preflights may ask for (default GET,HEAD,POST)
+  --allowed-headers LIST         headers CORS preflights may ask for (default *: whatever they ask)
+  --allow-credentials            let CORS requests carry credentials
+  --chat-template FILE|TEMPLATE  a Jinja chat template replacing the model's: a path when the value has no {, }
+                                 or newline (it must exist), the template's text otherwise
+  --trust-request-chat-template  let requests bring their own chat_template (default: refused with 400)
+  --max-waiting-requests N       answer 429 beyond N sequences waiting for their first token (default no limit)
+  --timeout-keep-alive SECONDS   close idle keep-alive connections after this long (default 5)
+  --timeout-graceful-shutdown SECONDS   on SIGTERM, let requests finish this long before cutting them (default 30;
+                                 exit status 3 when some were cut)
+  --limit-concurrency N          most connections open at once; more are refused (default 2048)
+  --log-level LEVEL              fatal, error, warn, info (default), debug, trace or silent
+  --log-format auto|json|text    json lines (pino), or text; auto: text on a terminal, json otherwise
+  --disable-log-requests         no log line per request
+
+Tokenizer pool (chat templates and tokenization run in worker processes, off the event loop)
+  --tokenizer-pool-size N        worker processes (default 2), each with its own copy of the tokenizer
+  --tokenizer-pool-timeout SECONDS   the most one rendering or tokenization may take (default 10); over it: 400
 
 Engine (as vLLM's engine arguments)
   --device cpu|cuda|webgpu       execution provider (default cpu); a GPU keeps the paged KV cache on the device
@@ -70,12 +104,39 @@ const integerFlags = [
   'seed',
   'intra-op-num-threads',
   'long-prefill-token-threshold',
+  'limit-concurrency',
+  'tokenizer-pool-size',
 ] as const;
+
+/** Flags that take a number of seconds (fractions allowed). */
+const secondsFlags = ['timeout-keep-alive', 'timeout-graceful-shutdown', 'tokenizer-pool-timeout'] as const;
 
 function integer(flag: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   if (!/^-?\d+$/.test(value.trim())) throw new UsageError(`--${flag} must be an integer, got ${JSON.stringify(value)}`);
   return Number(value);
+}
+
+function positiveSeconds(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const seconds = Number(value);
+  if (value.trim() === '' || !Number.isFinite(seconds) || seconds <= 0) throw new UsageError(`--${flag} must be a positive number of seconds, got ${JSON.stringify(value)}`);
+  return seconds;
+}
+
+/**
+ * `--chat-template` as vLLM reads it: a value without `{`, `}` or a newline is a file's path, which must exist;
+ * anything else is the template's own text.
+ */
+export function readChatTemplateOption(value: string | undefined, cwd = process.cwd()): string | undefined {
+  if (value === undefined) return undefined;
+  if (/[{}\n]/.test(value)) return value;
+  const file = resolve(cwd, value);
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new UsageError(`--chat-template ${JSON.stringify(value)} names no readable file (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}): give a template file's path, or the template's text`);
+  }
 }
 
 export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ServeOptions {
@@ -89,7 +150,14 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
         'served-model-name': { type: 'string' },
         'api-key': { type: 'string' },
         'allowed-origins': { type: 'string' },
+        'allowed-methods': { type: 'string' },
+        'allowed-headers': { type: 'string' },
+        'allow-credentials': { type: 'boolean' },
         'chat-template': { type: 'string' },
+        'trust-request-chat-template': { type: 'boolean' },
+        'log-level': { type: 'string' },
+        'log-format': { type: 'string' },
+        'disable-log-requests': { type: 'boolean' },
         device: { type: 'string' },
         dtype: { type: 'string' },
         'model-runner': { type: 'string' },
@@ -100,7 +168,7 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
         'generation-config': { type: 'string' },
         'load-format': { type: 'string' },
         'scheduling-policy': { type: 'string' },
-        ...Object.fromEntries(integerFlags.map((flag) => [flag, { type: 'string' as const }])),
+        ...Object.fromEntries([...integerFlags, ...secondsFlags].map((flag) => [flag, { type: 'string' as const }])),
       },
       strict: true,
       allowPositionals: false,
@@ -127,7 +195,21 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
   if (maxWaitingRequests !== undefined && maxWaitingRequests < 0) {
     throw new UsageError(`--max-waiting-requests must be a non-negative integer, got ${maxWaitingRequests}`);
   }
-  const origins = string('allowed-origins') ?? '*';
+  const seconds = Object.fromEntries(secondsFlags.map((flag) => [flag, positiveSeconds(flag, string(flag))])) as Record<(typeof secondsFlags)[number], number | undefined>;
+  const list = (flag: string) => string(flag)?.split(',').map((item) => item.trim()).filter(Boolean);
+  const origins = string('allowed-origins');
+  for (const flag of ['limit-concurrency', 'tokenizer-pool-size'] as const) {
+    const value = numbers[flag];
+    if (value !== undefined && value < 1) throw new UsageError(`--${flag} must be a positive integer, got ${value}`);
+  }
+  const logLevel = string('log-level') ?? 'info';
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
+    throw new UsageError(`--log-level must be one of fatal, error, warn, info, debug, trace, silent, got ${JSON.stringify(logLevel)}`);
+  }
+  const logFormat = string('log-format') ?? 'auto';
+  if (logFormat !== 'auto' && logFormat !== 'json' && logFormat !== 'text') {
+    throw new UsageError(`--log-format must be auto, json or text, got ${JSON.stringify(logFormat)}`);
+  }
   const engine: EngineOptions = {};
   const set = <K extends keyof EngineOptions>(key: K, value: EngineOptions[K] | undefined) => {
     if (value !== undefined) engine[key] = value;
@@ -151,15 +233,27 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
   set('intraOpNumThreads', numbers['intra-op-num-threads']);
   set('schedulingPolicy', string('scheduling-policy') as EngineOptions['schedulingPolicy']);
   set('longPrefillTokenThreshold', numbers['long-prefill-token-threshold']);
+  set('tokenizerPoolSize', numbers['tokenizer-pool-size']);
+  set('tokenizerPoolTimeoutMs', seconds['tokenizer-pool-timeout'] === undefined ? undefined : Math.ceil(seconds['tokenizer-pool-timeout'] * 1000));
   return {
     model: string('model') ?? defaultModelDir,
     host: string('host') ?? '127.0.0.1',
     port,
     servedModelName: string('served-model-name'),
     apiKey: string('api-key') ?? env.PAGODA_API_KEY,
-    allowedOrigins: origins === 'none' ? [] : origins.split(',').map((origin) => origin.trim()).filter(Boolean),
+    allowedOrigins: origins === undefined ? undefined : origins === 'none' ? [] : list('allowed-origins'),
+    allowedMethods: list('allowed-methods'),
+    allowedHeaders: list('allowed-headers'),
+    allowCredentials: values['allow-credentials'] === true,
     chatTemplate: string('chat-template'),
+    trustRequestChatTemplate: values['trust-request-chat-template'] === true,
     maxWaitingRequests,
+    timeoutKeepAlive: seconds['timeout-keep-alive'] ?? 5,
+    timeoutGracefulShutdown: seconds['timeout-graceful-shutdown'] ?? 30,
+    limitConcurrency: numbers['limit-concurrency'],
+    logLevel,
+    logFormat,
+    disableLogRequests: values['disable-log-requests'] === true,
     engine,
   };
 }

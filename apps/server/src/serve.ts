@@ -1,23 +1,34 @@
 import { AsyncLLM, formatBytes } from '@pagoda/engine';
 import { createPagodaServer, type PagodaServer } from '@pagoda/server';
-import { existsSync, readFileSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
-import type { ServeOptions } from './args';
+import type { Logger } from 'pino';
+import { readChatTemplateOption, type ServeOptions } from './args';
 
 export interface RunningServer {
   server: PagodaServer;
   engine: AsyncLLM;
   url: string;
   servedModelName: string;
-  /** Stops accepting, drains in-flight requests, frees the engine. */
-  stop(): Promise<void>;
+  /**
+   * Stops accepting, drains in-flight requests (cutting those still running after `--timeout-graceful-shutdown`),
+   * frees the engine; resolves with how many requests were cut.
+   */
+  stop(): Promise<{ cut: number }>;
 }
 
-/** Loads the model, logs the KV cache plan, starts the HTTP server and the periodic statistics line. */
-export async function serve(options: ServeOptions, version: string, log: (line: string) => void, statsIntervalMs = 5000): Promise<RunningServer> {
+/**
+ * Loads the model, logs the KV cache plan, starts the HTTP server and the periodic statistics line. `log` takes the
+ * start-up and statistics lines; `logger`, when given, takes the server's structured request logs.
+ */
+export async function serve(
+  options: ServeOptions,
+  version: string,
+  log: (line: string) => void,
+  statsIntervalMs = 5000,
+  logger?: Logger,
+): Promise<RunningServer> {
   const modelDir = resolve(options.model);
-  const chatTemplate =
-    options.chatTemplate !== undefined && existsSync(options.chatTemplate) ? readFileSync(options.chatTemplate, 'utf8') : options.chatTemplate;
+  const chatTemplate = readChatTemplateOption(options.chatTemplate);
   const engine = await AsyncLLM.create(modelDir, options.engine);
   const { modelConfig, options: engineOptions } = engine.context;
   const plan = engineOptions.kvCache!;
@@ -32,19 +43,30 @@ export async function serve(options: ServeOptions, version: string, log: (line: 
     `KV cache: ${plan.numBlocks} blocks of ${plan.blockSize} tokens (${formatBytes(plan.kvCacheBytes)}), ${plan.maxTokens} tokens; ` +
       `maximum concurrency for ${plan.maxModelLen}-token requests: ${plan.maxConcurrency.toFixed(2)}x`,
   );
+  log(
+    `tokenizer pool: ${engineOptions.tokenizerPoolSize} worker processes, ${engineOptions.tokenizerPoolTimeoutMs / 1000} s per task; ` +
+      `request chat templates ${options.trustRequestChatTemplate ? 'allowed (--trust-request-chat-template)' : 'refused'}`,
+  );
   const server = createPagodaServer({
     engine,
     servedModelName,
     version,
     apiKey: options.apiKey,
     allowedOrigins: options.allowedOrigins,
+    allowedMethods: options.allowedMethods,
+    allowedHeaders: options.allowedHeaders,
+    allowCredentials: options.allowCredentials,
     maxWaitingRequests: options.maxWaitingRequests,
     chatTemplate,
+    trustRequestChatTemplate: options.trustRequestChatTemplate,
+    keepAliveTimeoutMs: Math.round(options.timeoutKeepAlive * 1000),
+    maxConnections: options.limitConcurrency,
+    ...(logger === undefined ? {} : { logger }),
   });
   const address = await server.listen(options.port, options.host);
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const url = `http://${host}:${address.port}`;
-  log(`listening on ${url} (OpenAI-compatible: /v1/completions, /v1/chat/completions, /v1/models; /health, /metrics)`);
+  log(`listening on ${url} (OpenAI-compatible: /v1/completions, /v1/chat/completions, /v1/models; /health, /metrics, /docs)`);
 
   let last = { time: performance.now(), prompt: 0, generation: 0, queries: 0, hits: 0 };
   const timer = setInterval(() => {
@@ -73,8 +95,9 @@ export async function serve(options: ServeOptions, version: string, log: (line: 
     servedModelName,
     async stop() {
       clearInterval(timer);
-      await server.close();
+      const drained = await server.close(Math.round(options.timeoutGracefulShutdown * 1000));
       await engine.close();
+      return drained;
     },
   };
 }

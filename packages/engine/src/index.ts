@@ -63,6 +63,9 @@ export { float16ToFloat32, readSafetensorsHeader, readSafetensorsIndex, readSafe
 export type { ModelWeights, SafetensorsEntry, WantedTensor, WeightTensor } from './model/safetensors';
 export { loadTokenizer } from './tokenizer';
 export {
+  FrontendBudgetError,
+  FrontendOverloadedError,
+  FrontendPool,
   IncrementalDetokenizer,
   loadGenerationConfig,
   OutputText,
@@ -72,6 +75,9 @@ export {
 export type {
   ChatMessage,
   ChatTemplateOptions,
+  FrontendCallOptions,
+  FrontendPoolOptions,
+  FrontendTaskKind,
   GenerationConfig,
   GenerationDefaults,
   OutputTextOptions,
@@ -86,7 +92,9 @@ export {
   EngineOptionsError,
   EngineRequestError,
   LLM,
+  checkPromptBytes,
   loadModelContext,
+  maxPromptBytes,
   OutputProcessor,
   prepareRequest,
   renderChat,

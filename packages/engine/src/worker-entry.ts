@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 /**
  * Where a worker thread loads one of this package's worker entries (`name` relative to `src/`, without extension):
@@ -20,4 +20,15 @@ export function workerEntry(name: string): { url: URL; execArgv?: string[] } {
     url: new URL(`data:text/javascript,${encodeURIComponent(bootstrap)}`),
     execArgv: ['--conditions=@pagoda/source'],
   };
+}
+
+/**
+ * Like {@link workerEntry}, for a module that a pool of child processes loads itself (tinypool): the built
+ * `dist/<basename>.js`, or, running from source, the `.ts` file with tsx's hooks imported into the process first.
+ */
+export function workerModuleFile(name: string): { filename: string; execArgv: string[] } {
+  const basename = name.slice(name.lastIndexOf('/') + 1);
+  if (!import.meta.url.endsWith('.ts')) return { filename: fileURLToPath(new URL(`./${basename}.js`, import.meta.url)), execArgv: [] };
+  const tsx = createRequire(import.meta.url).resolve('tsx');
+  return { filename: fileURLToPath(new URL(`./${name}.ts`, import.meta.url)), execArgv: ['--import', tsx, '--conditions=@pagoda/source'] };
 }

@@ -5,7 +5,7 @@ export { Sampler } from './sampler';
 export { DEFAULT_SAMPLING_PARAMS, GREEDY_TEMPERATURE } from './sampling-params';
 export { SeededGenerator } from './seeded-generator';
 export { logSoftmax, logSumExpOf, softmax } from './softmax';
-export { validateSamplingParams } from './validate-sampling-params';
+export { MAX_N, validateSamplingParams } from './validate-sampling-params';
 
 export type { SampledTokenLogprobs, TokenLogprob } from './logprobs';
 export type { SamplerOptions, SamplerOutput, SamplingBatch, SamplingRow } from './sampler';

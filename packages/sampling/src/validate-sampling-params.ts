@@ -28,7 +28,7 @@ export function validateSamplingParams(
 
   const temperature = numberIn('temperature', params.temperature, defaults.temperature, 0, 2, '[0, 2]');
   const greedy = temperature < GREEDY_TEMPERATURE;
-  const n = integerAtLeast('n', params.n, defaults.n, 1);
+  const n = integerAtLeast('n', params.n, defaults.n, 1, MAX_N);
   if (greedy && n !== 1) {
     throw new SamplingParamsError({ param: 'n', expected: '1 when sampling greedily (temperature 0)', value: n });
   }
@@ -137,10 +137,13 @@ function numberIn(
   return value;
 }
 
-function integerAtLeast(param: string, received: number | null | undefined, fallback: number, low: number): number {
+/** The most completions one request may ask for, as OpenAI's API allows. */
+export const MAX_N = 128;
+
+function integerAtLeast(param: string, received: number | null | undefined, fallback: number, low: number, high = Infinity): number {
   const value = optional(received, fallback);
-  if (!Number.isSafeInteger(value) || value < low) {
-    throw new SamplingParamsError({ param, expected: `an integer >= ${low}`, value });
+  if (!Number.isSafeInteger(value) || value < low || value > high) {
+    throw new SamplingParamsError({ param, expected: high === Infinity ? `an integer >= ${low}` : `an integer in [${low}, ${high}]`, value });
   }
   return value;
 }

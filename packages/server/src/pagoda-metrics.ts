@@ -1,32 +1,42 @@
 import type { RequestOutput, SchedulerStats } from '@pagoda/engine';
-import { Counter, Gauge, Histogram, Registry } from './metrics';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 // vLLM's bucket edges, so dashboards built for vLLM read these histograms the same way.
 const ttftBuckets = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80, 160, 640, 2560];
 const itlBuckets = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80];
 const e2eBuckets = [0.3, 0.5, 0.8, 1, 1.5, 2, 2.5, 5, 10, 15, 20, 30, 40, 50, 60, 120, 240, 480, 960, 1920, 7680];
 
-/** The series vLLM users watch, under a `pagoda:` prefix, fed from engine statistics and finished requests. */
+/**
+ * The series vLLM users watch, under a `pagoda:` prefix, fed from engine statistics and finished requests, on a
+ * prom-client registry of their own beside prom-client's default process and Node.js metrics
+ * (`process_resident_memory_bytes`, `nodejs_eventloop_lag_seconds`, ...).
+ */
 export class PagodaMetrics {
   readonly registry = new Registry();
-  private readonly running = this.registry.register(new Gauge('pagoda:num_requests_running', 'Requests running on the engine.'));
-  private readonly waiting = this.registry.register(new Gauge('pagoda:num_requests_waiting', 'Requests waiting to run.'));
-  private readonly kvUsage = this.registry.register(new Gauge('pagoda:kv_cache_usage_perc', 'Fraction of KV cache blocks in use (1 = 100%).'));
-  private readonly preemptions = this.registry.register(new Counter('pagoda:num_preemptions_total', 'Requests preempted by the scheduler.'));
-  private readonly promptTokens = this.registry.register(new Counter('pagoda:prompt_tokens_total', 'Prompt tokens processed.'));
-  private readonly generationTokens = this.registry.register(new Counter('pagoda:generation_tokens_total', 'Tokens generated.'));
-  private readonly requestSuccess = this.registry.register(new Counter('pagoda:request_success_total', 'Requests finished, by finish reason.'));
-  private readonly prefixQueries = this.registry.register(new Counter('pagoda:prefix_cache_queries_total', 'Prompt tokens looked up in the prefix cache.'));
-  private readonly prefixHits = this.registry.register(new Counter('pagoda:prefix_cache_hits_total', 'Prompt tokens found in the prefix cache.'));
-  private readonly ttft = this.registry.register(new Histogram('pagoda:time_to_first_token_seconds', 'Time to first token.', ttftBuckets));
-  private readonly itl = this.registry.register(new Histogram('pagoda:inter_token_latency_seconds', 'Time between consecutive output tokens.', itlBuckets));
-  private readonly e2e = this.registry.register(new Histogram('pagoda:e2e_request_latency_seconds', 'Time from arrival to the last token.', e2eBuckets));
+  private readonly running = new Gauge({ name: 'pagoda:num_requests_running', help: 'Requests running on the engine.', registers: [this.registry] });
+  private readonly waiting = new Gauge({ name: 'pagoda:num_requests_waiting', help: 'Requests waiting to run.', registers: [this.registry] });
+  private readonly kvUsage = new Gauge({ name: 'pagoda:kv_cache_usage_perc', help: 'Fraction of KV cache blocks in use (1 = 100%).', registers: [this.registry] });
+  private readonly preemptions = new Counter({ name: 'pagoda:num_preemptions_total', help: 'Requests preempted by the scheduler.', registers: [this.registry] });
+  private readonly promptTokens = new Counter({ name: 'pagoda:prompt_tokens_total', help: 'Prompt tokens processed.', registers: [this.registry] });
+  private readonly generationTokens = new Counter({ name: 'pagoda:generation_tokens_total', help: 'Tokens generated.', registers: [this.registry] });
+  private readonly requestSuccess = new Counter({
+    name: 'pagoda:request_success_total',
+    help: 'Requests finished, by finish reason.',
+    labelNames: ['finished_reason'] as const,
+    registers: [this.registry],
+  });
+  private readonly prefixQueries = new Counter({ name: 'pagoda:prefix_cache_queries_total', help: 'Prompt tokens looked up in the prefix cache.', registers: [this.registry] });
+  private readonly prefixHits = new Counter({ name: 'pagoda:prefix_cache_hits_total', help: 'Prompt tokens found in the prefix cache.', registers: [this.registry] });
+  private readonly ttft = new Histogram({ name: 'pagoda:time_to_first_token_seconds', help: 'Time to first token.', buckets: ttftBuckets, registers: [this.registry] });
+  private readonly itl = new Histogram({ name: 'pagoda:inter_token_latency_seconds', help: 'Time between consecutive output tokens.', buckets: itlBuckets, registers: [this.registry] });
+  private readonly e2e = new Histogram({ name: 'pagoda:e2e_request_latency_seconds', help: 'Time from arrival to the last token.', buckets: e2eBuckets, registers: [this.registry] });
   private lastStats: SchedulerStats | undefined;
   private promptTokenCount = 0;
   private generationTokenCount = 0;
 
   constructor(readonly modelName: string) {
-    for (const reason of ['stop', 'length', 'abort']) this.requestSuccess.touch({ finished_reason: reason });
+    collectDefaultMetrics({ register: this.registry });
+    for (const reason of ['stop', 'length', 'abort']) this.requestSuccess.inc({ finished_reason: reason }, 0);
   }
 
   /** Copies the engine's gauges and advances the counters by what changed since the last call. */
@@ -45,9 +55,7 @@ export class PagodaMetrics {
   recordFinished(output: RequestOutput): void {
     this.promptTokens.inc(output.promptTokenIds.length);
     this.promptTokenCount += output.promptTokenIds.length;
-    for (const completion of output.outputs) {
-      this.requestSuccess.inc(1, { finished_reason: completion.finishReason ?? 'abort' });
-    }
+    for (const completion of output.outputs) this.requestSuccess.inc({ finished_reason: completion.finishReason ?? 'abort' });
     const metrics = output.metrics;
     if (metrics === undefined) return;
     if (metrics.timeToFirstToken !== undefined) this.ttft.observe(metrics.timeToFirstToken);
@@ -65,8 +73,13 @@ export class PagodaMetrics {
     this.generationTokens.inc(tokens);
   }
 
-  render(stats: SchedulerStats): string {
+  /** The Prometheus text exposition, with the engine's latest statistics. */
+  async render(stats: SchedulerStats): Promise<string> {
     this.updateFromStats(stats);
-    return this.registry.render();
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
   }
 }

@@ -131,7 +131,7 @@ describe('chat completions', () => {
 });
 
 describe('validation: status, param and message', () => {
-  const cases: Array<[string, Record<string, unknown>, number, string | null, RegExp]> = [
+  const cases: Array<[string, Record<string, unknown> | string, number, string | null, RegExp]> = [
     ['temperature', { temperature: 3 }, 400, 'temperature', /temperature must be in \[0, 2\], got 3/],
     ['top_p', { top_p: 1.5 }, 400, 'top_p', /top_p must be in \(0, 1\], got 1.5/],
     ['top_k', { top_k: -2 }, 400, 'top_k', /top_k must be/],
@@ -142,17 +142,19 @@ describe('validation: status, param and message', () => {
     ['max_tokens', { max_tokens: 0 }, 400, 'max_tokens', /max_tokens must be an integer >= 1, got 0/],
     ['min_tokens', { max_tokens: 2, min_tokens: 5 }, 400, 'min_tokens', /min_tokens must be/],
     ['n when greedy', { n: 2, temperature: 0 }, 400, 'n', /n must be 1 when sampling greedily/],
-    ['n', { n: 0 }, 400, 'n', /n must be an integer >= 1/],
+    ['n', { n: 0 }, 400, 'n', /n must be an integer in \[1, 128\], got 0/],
     ['logprobs', { logprobs: 50 }, 400, 'logprobs', /logprobs must be an integer in \[0, 20\]/],
     ['logit_bias', { logit_bias: { '999999': 5 } }, 400, 'logit_bias', /logit_bias/],
     ['stop', { stop: [''] }, 400, 'stop', /stop/],
     ['context length', { max_tokens: 600 }, 400, 'max_tokens', /maximum context length is 512 tokens/],
-    ['a wrong type', { temperature: 'hot' }, 400, 'temperature', /temperature must be a number, got string/],
+    ['a wrong type', { temperature: 'hot' }, 400, 'temperature', /temperature must be a number, got "hot"/],
+    ['a number past a double', '{"model": "tiny-qwen2", "prompt": "Hello", "temperature": 1e400}', 400, 'temperature', /temperature must be a number, got Infinity, a number out of range/],
+    ['n past 128', { n: 129, temperature: 1 }, 400, 'n', /n must be an integer in \[1, 128\], got 129/],
     ['an unknown model', { model: 'gpt-9' }, 404, 'model', /The model `gpt-9` does not exist/],
     ['a bad prompt', { prompt: { text: 'x' } }, 400, 'prompt', /prompt must be/],
   ];
   it.each(cases)('%s', async (_name, fields, status, param, message) => {
-    const response = await post('/v1/completions', { model, prompt: 'Hello', ...fields });
+    const response = await post('/v1/completions', typeof fields === 'string' ? fields : { model, prompt: 'Hello', ...fields });
     expect(response.status).toBe(status);
     expect(response.body.error.param).toBe(param);
     expect(response.body.error.message).toMatch(message);
@@ -165,14 +167,26 @@ describe('validation: status, param and message', () => {
     expect(response.body.error.param).toBe('top_logprobs');
   });
 
-  it('refuses malformed JSON, a non-object body and an oversized body with 400, and keeps serving', async () => {
+  it('refuses malformed JSON and a non-object body with 400, an oversized body with 413, and keeps serving', async () => {
     expect((await post('/v1/completions', '{"model": ')).status).toBe(400);
-    expect((await post('/v1/completions', '[1, 2]')).status).toBe(400);
+    const array = await post('/v1/completions', '[1, 2]');
+    expect(array.status).toBe(400);
+    expect(array.body.error.message).toMatch(/the request body must be an object, got an array/);
     const huge = JSON.stringify({ model, prompt: 'x'.repeat(17 * 2 ** 20) });
     const response = await post('/v1/completions', huge);
-    expect(response.status).toBe(400);
-    expect(response.body.error.message).toMatch(/over the limit/);
+    expect(response.status).toBe(413);
+    expect(response.body.error).toMatchObject({ type: 'RequestTooLargeError', code: 413 });
+    expect(response.body.error.message).toMatch(/over the limit of 16777216 bytes/);
     expect((await fetch(`${baseUrl}/health`)).status).toBe(200);
+  });
+
+  it('names max_completion_tokens when the client sent it', async () => {
+    const response = await post('/v1/chat/completions', { model, messages: [{ role: 'user', content: 'x' }], max_completion_tokens: 0 });
+    expect(response.status).toBe(400);
+    expect(response.body.error.param).toBe('max_completion_tokens');
+    expect(response.body.error.message).toMatch(/^max_completion_tokens must be an integer >= 1, got 0/);
+    const tooLong = await post('/v1/chat/completions', { model, messages: [{ role: 'user', content: 'x' }], max_completion_tokens: 600 });
+    expect(tooLong.body.error.param).toBe('max_completion_tokens');
   });
 
   it('refuses empty messages and non-text content parts', async () => {
@@ -221,10 +235,23 @@ describe('the other endpoints', () => {
     expect(Number(ttft.metrics[0]!.count)).toBeGreaterThan(0);
   });
 
-  it('answers CORS preflights', async () => {
-    const response = await fetch(`${baseUrl}/v1/completions`, { method: 'OPTIONS', headers: { origin: 'https://example.test' } });
-    expect(response.status).toBe(204);
-    expect(response.headers.get('access-control-allow-origin')).toBe('*');
+  it('answers CORS preflights from local pages, with the headers the openai SDK asks for, and no others by default', async () => {
+    const preflight = (origin: string) =>
+      fetch(`${baseUrl}/v1/chat/completions`, {
+        method: 'OPTIONS',
+        headers: {
+          origin,
+          'access-control-request-method': 'POST',
+          'access-control-request-headers': 'authorization,content-type,x-stainless-os,x-stainless-retry-count',
+        },
+      });
+    const local = await preflight('http://localhost:5173');
+    expect(local.status).toBe(204);
+    expect(local.headers.get('access-control-allow-origin')).toBe('http://localhost:5173');
+    expect(local.headers.get('access-control-allow-headers')).toMatch(/x-stainless-os,x-stainless-retry-count/);
+    expect((await preflight('http://127.0.0.1:3000')).headers.get('access-control-allow-origin')).toBe('http://127.0.0.1:3000');
+    expect((await preflight('http://[::1]:8080')).headers.get('access-control-allow-origin')).toBe('http://[::1]:8080');
+    expect((await preflight('https://evil.example')).headers.get('access-control-allow-origin')).toBeNull();
   });
 });
 
@@ -295,6 +322,7 @@ describe('access control and overload', () => {
         body: JSON.stringify({ model, prompt: 'hi' }),
       });
       expect(overloaded.status).toBe(429);
+      expect(overloaded.headers.get('retry-after')).toBe('1');
     } finally {
       await guarded.close();
     }

@@ -1,19 +1,28 @@
+import cors from '@fastify/cors';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
 import {
   EngineDeadError,
+  FrontendBudgetError,
+  FrontendOverloadedError,
   PagodaEngineError,
   RequestRejectedError,
-  type RequestOutput,
   SamplingParamsError,
 } from '@pagoda/engine';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { ApiError, errorBody } from './http-error';
-import { handleChatCompletions, handleCompletions, type HandlerContext, type ResponseSink, type ServedEngine } from './openai';
+import { handleChatCompletions } from './chat-completions';
+import { handleCompletions } from './completions';
+import { Admission, type HandlerContext, type ServedEngine } from './generation';
+import { ApiError, describeSchemaErrors, errorBody, type SchemaValidationError } from './http-error';
 import { PagodaMetrics } from './pagoda-metrics';
-import { prometheusContentType } from './metrics';
-import { type Body, optionalBoolean, optionalString, readMessages } from './protocol';
+import { ChatCompletionRequest, CompletionRequest, DetokenizeRequest, TokenizeRequest } from './schemas';
+import { apiKeyMatches, corsOrigin, isLoopbackAddress, isLoopbackHost } from './security';
+import { replySink, type ResponseSink } from './sink';
+import { handleDetokenize, handleTokenize } from './tokenize';
 
-export type { ServedEngine } from './openai';
+export type { ServedEngine } from './generation';
 
 export interface PagodaServerOptions {
   readonly engine: ServedEngine;
@@ -21,302 +30,273 @@ export interface PagodaServerOptions {
   readonly servedModelName: string;
   /** Reported by `GET /version`. */
   readonly version: string;
-  /** When set, `/v1/*` needs `Authorization: Bearer <apiKey>`. */
+  /** When set, every endpoint but /health, /version, /metrics and the docs needs `Authorization: Bearer <apiKey>`. */
   readonly apiKey?: string | undefined;
-  /** Origins allowed by CORS: `['*']` (default) allows any; `[]` sends no CORS headers. */
-  readonly allowedOrigins?: readonly string[];
-  /** Beyond this many requests waiting for their first token, new ones get 429 (default: no limit). */
+  /**
+   * Origins CORS allows: exact origins, or `*` for any. Default: pages served from localhost, 127.0.0.1 or [::1]
+   * on any port (as Ollama). `[]` sends no CORS headers.
+   */
+  readonly allowedOrigins?: readonly string[] | undefined;
+  /** Methods a preflight may ask for (default GET, HEAD, POST). */
+  readonly allowedMethods?: readonly string[] | undefined;
+  /** Headers a preflight may ask for; default (or `*`): whatever it asks for (the openai SDK sends `x-stainless-*`). */
+  readonly allowedHeaders?: readonly string[] | undefined;
+  /** Lets CORS requests carry credentials (`access-control-allow-credentials`). */
+  readonly allowCredentials?: boolean | undefined;
+  /** Beyond this many sequences waiting for their first token, requests get 429 (default: no limit). */
   readonly maxWaitingRequests?: number | undefined;
-  /** Request bodies larger than this get 400 (default 16 MiB). */
+  /** Request bodies larger than this get 413 (default 16 MiB). */
   readonly maxBodyBytes?: number;
   /** A chat template that replaces the model's own. */
   readonly chatTemplate?: string | undefined;
+  /** Lets a request bring its own `chat_template` (vLLM's `--trust-request-chat-template`); off by default. */
+  readonly trustRequestChatTemplate?: boolean | undefined;
+  /** A connection that has not sent a request's headers within this many ms gets 408 (default 10,000). */
+  readonly headersTimeoutMs?: number | undefined;
+  /** A request (headers and body) must arrive within this many ms (default 60,000); responses may take longer. */
+  readonly requestTimeoutMs?: number | undefined;
+  /** An idle keep-alive connection closes after this many ms (default 5,000, uvicorn's `--timeout-keep-alive`). */
+  readonly keepAliveTimeoutMs?: number | undefined;
+  /** Connections beyond this many at once are refused (default 2,048). */
+  readonly maxConnections?: number | undefined;
+  /** A pino logger for structured request logs (request id, method, URL, status, time); default none. */
+  readonly logger?: FastifyBaseLogger | undefined;
 }
 
 export interface PagodaServer {
+  /** The fastify instance, for adding routes or hooks before `listen`. */
+  readonly app: FastifyInstance;
   readonly httpServer: Server;
   readonly metrics: PagodaMetrics;
   /** Starts listening; resolves with the bound address (port 0 picks a free port). */
   listen(port: number, host?: string): Promise<AddressInfo>;
   /**
-   * Stops accepting connections, lets in-flight requests finish (streams included), then resolves. After
-   * `drainTimeoutMs` the remaining connections are cut.
+   * Stops accepting connections and lets in-flight requests finish (streams included). At `drainTimeoutMs` the
+   * ones left are cut: a stream gets an error event, a waiting request a 503. Resolves with how many were cut.
    */
-  close(drainTimeoutMs?: number): Promise<void>;
+  close(drainTimeoutMs?: number): Promise<{ cut: number }>;
   /** Requests being served right now. */
   readonly numInFlight: number;
 }
 
+/** The abort reason of requests cut when the drain deadline passes. */
+const shutdownReason = new ApiError(503, 'the server shut down before this request finished');
+
+/** Paths anyone may read, API key or not (probes, metrics scrapers, the API's description). */
+const publicPaths = ['/health', '/ping', '/version', '/metrics', '/openapi.json', '/docs'];
+
+/** Lets the schemas' `x-expected` (a union's words for error messages) through Ajv's strict mode. */
+function addExpectedKeyword<Ajv extends { addKeyword(keyword: string): Ajv }>(ajv: Ajv): Ajv {
+  return ajv.addKeyword('x-expected');
+}
+
 /** Maps what a handler threw to a status and an OpenAI-style body. One table: the transport owns the statuses. */
-function toErrorResponse(error: unknown): { status: number; param: string | null; message: string } {
-  if (error instanceof ApiError) return { status: error.status, param: error.param, message: error.message };
+function toErrorResponse(error: unknown, maxBodyBytes: number): { status: number; param: string | null; message: string; headers?: Readonly<Record<string, string>> } {
+  if (error instanceof ApiError) return { status: error.status, param: error.param, message: error.message, headers: error.headers };
   if (SamplingParamsError.isInstance(error)) return { status: 400, param: error.param, message: error.message };
   if (error instanceof RequestRejectedError) return { status: 400, param: error.param ?? null, message: error.message };
+  if (error instanceof FrontendOverloadedError) return { status: 429, param: null, message: error.message, headers: { 'retry-after': '1' } };
+  if (error instanceof FrontendBudgetError) return { status: 400, param: error.task === 'render' ? 'messages' : 'prompt', message: error.message };
   if (error instanceof EngineDeadError) return { status: 503, param: null, message: error.message };
+  const fastifyError = error as { code?: unknown; statusCode?: unknown; validation?: SchemaValidationError[]; message?: string };
+  if (Array.isArray(fastifyError.validation)) return { status: 400, ...describeSchemaErrors(fastifyError.validation) };
+  switch (fastifyError.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return { status: 413, param: null, message: `the request body is over the limit of ${maxBodyBytes} bytes` };
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return { status: 400, param: null, message: `the request body is not valid JSON: ${fastifyError.message}` };
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return { status: 415, param: null, message: `${fastifyError.message}; send the body as application/json` };
+  }
   if (PagodaEngineError.isInstance(error)) {
     const clientErrors = new Set(['no_chat_template', 'chat_template_error', 'invalid_messages', 'invalid_request', 'duplicate_request_id']);
     if (clientErrors.has(error.code)) return { status: 400, param: (error as { param?: string }).param ?? null, message: error.message };
     if (error.code === 'engine_closed') return { status: 503, param: null, message: error.message };
   }
-  return { status: 500, param: null, message: error instanceof Error ? error.message : String(error) };
+  const status = typeof fastifyError.statusCode === 'number' && fastifyError.statusCode >= 400 ? fastifyError.statusCode : 500;
+  return { status, param: null, message: error instanceof Error ? error.message : String(error) };
 }
 
-/** Creates the OpenAI-compatible HTTP server over an engine. */
+/** Creates the OpenAI-compatible HTTP server (fastify) over an engine. */
 export function createPagodaServer(options: PagodaServerOptions): PagodaServer {
   const { engine, servedModelName } = options;
   const created = Math.floor(Date.now() / 1000);
-  const maxBodyBytes = options.maxBodyBytes ?? 16 * 2 ** 20;
-  const allowedOrigins = options.allowedOrigins ?? ['*'];
   const metrics = new PagodaMetrics(servedModelName);
-  const waiting = { count: 0 };
-  let inFlight = 0;
-  let draining = false;
-  let drained: (() => void) | undefined;
-
-  const handlerContext: HandlerContext = {
+  const maxBodyBytes = options.maxBodyBytes ?? 16 * 2 ** 20;
+  const maxConnections = options.maxConnections ?? 2048;
+  const timeouts = {
+    headersTimeout: options.headersTimeoutMs ?? 10_000,
+    requestTimeout: options.requestTimeoutMs ?? 60_000,
+    keepAliveTimeout: options.keepAliveTimeoutMs ?? 5_000,
+  };
+  const context: HandlerContext = {
     engine,
     servedModelName,
     chatTemplate: options.chatTemplate,
-    onFinished: (output: RequestOutput) => metrics.recordFinished(output),
-    onTokens: (count: number) => metrics.recordGenerated(count),
-    waiting,
+    trustRequestChatTemplate: options.trustRequestChatTemplate ?? false,
+    metrics,
+    admission: new Admission(options.maxWaitingRequests),
   };
+  /** Each in-flight request's stop switch: its client leaving, or the drain deadline, aborts what runs for it. */
+  const inFlight = new Set<AbortController>();
+  let loopbackOnly = false;
 
-  const applyCors = (request: IncomingMessage, response: ServerResponse) => {
-    const origin = request.headers.origin;
-    if (origin === undefined || allowedOrigins.length === 0) return;
-    if (allowedOrigins.includes('*') || allowedOrigins.includes(origin)) {
-      response.setHeader('access-control-allow-origin', allowedOrigins.includes('*') ? '*' : origin);
-      response.setHeader('access-control-allow-methods', 'GET, POST, OPTIONS');
-      response.setHeader('access-control-allow-headers', 'authorization, content-type');
-      if (!allowedOrigins.includes('*')) response.setHeader('vary', 'origin');
-    }
-  };
-
-  const route = async (request: IncomingMessage, response: ServerResponse, sink: ResponseSink & { started: boolean }) => {
-    const url = new URL(request.url ?? '/', 'http://localhost');
-    const path = url.pathname;
-    const method = request.method ?? 'GET';
-    applyCors(request, response);
-    if (method === 'OPTIONS') {
-      response.writeHead(204).end();
-      return;
-    }
-    if (path.startsWith('/v1/') && options.apiKey !== undefined) {
-      if (request.headers.authorization !== `Bearer ${options.apiKey}`) {
-        throw new ApiError(401, 'Missing or invalid API key: send it as "Authorization: Bearer <key>"');
-      }
-    }
-    const get = (handler: () => void) => {
-      if (method !== 'GET') throw new ApiError(405, `${path} accepts GET, got ${method}`);
-      handler();
-    };
-    switch (path) {
-      case '/health':
-        return get(() =>
-          engine.health() === 'ready' ? sink.json(200, {}) : sink.json(503, errorBody(503, `the engine is ${engine.health()}`)),
-        );
-      case '/version':
-        return get(() => sink.json(200, { version: options.version }));
-      case '/metrics':
-        return get(() => {
-          const text = metrics.render(engine.makeStats());
-          response.writeHead(200, { 'content-type': prometheusContentType, 'content-length': Buffer.byteLength(text) });
-          response.end(text);
-        });
-      case '/v1/models':
-        return get(() =>
-          sink.json(200, {
-            object: 'list',
-            data: [
-              {
-                id: servedModelName,
-                object: 'model',
-                created,
-                owned_by: 'pagoda',
-                root: engine.context.modelDir,
-                parent: null,
-                max_model_len: engine.context.options.maxModelLen,
-              },
-            ],
-          }),
-        );
-    }
-    const postRoutes: Record<string, (body: Body) => Promise<void> | void> = {
-      '/v1/completions': (body) => handleCompletions(handlerContext, body, sink),
-      '/v1/chat/completions': (body) => handleChatCompletions(handlerContext, body, sink),
-      '/tokenize': (body) => tokenize(body, sink),
-      '/detokenize': (body) => detokenize(body, sink),
-    };
-    const handler = postRoutes[path];
-    if (handler === undefined) throw new ApiError(404, `no route for ${method} ${path}`);
-    if (method !== 'POST') throw new ApiError(405, `${path} accepts POST, got ${method}`);
-    const body = await readJsonBody(request, maxBodyBytes);
-    if (path.startsWith('/v1/')) {
-      if (engine.health() !== 'ready') throw new ApiError(503, `the engine is ${engine.health()}`);
-      if (options.maxWaitingRequests !== undefined && waiting.count >= options.maxWaitingRequests) {
-        throw new ApiError(429, `The server is overloaded: ${waiting.count} requests are waiting (limit ${options.maxWaitingRequests}). Retry later.`);
-      }
-    }
-    await handler(body);
-  };
-
-  const tokenize = (body: Body, sink: ResponseSink) => {
-    const { tokenizer, options: engineOptions } = engine.context;
-    let tokens: number[];
-    if (body.messages !== undefined) {
-      const text = tokenizer.applyChatTemplate(readMessages(body), { addGenerationPrompt: optionalBoolean(body, 'add_generation_prompt') ?? true });
-      tokens = tokenizer.encode(text, { addSpecialTokens: optionalBoolean(body, 'add_special_tokens') ?? false });
-    } else {
-      const prompt = optionalString(body, 'prompt');
-      if (prompt === undefined) throw new ApiError(400, 'prompt (a string) or messages is required', 'prompt');
-      tokens = tokenizer.encode(prompt, { addSpecialTokens: optionalBoolean(body, 'add_special_tokens') ?? true });
-    }
-    sink.json(200, { count: tokens.length, max_model_len: engineOptions.maxModelLen, tokens });
-  };
-  const detokenize = (body: Body, sink: ResponseSink) => {
-    const tokens = body.tokens;
-    const vocabSize = engine.context.modelConfig.vocabSize;
-    if (!Array.isArray(tokens) || !tokens.every((token) => Number.isInteger(token) && token >= 0 && token < vocabSize)) {
-      throw new ApiError(400, `tokens must be an array of token ids in [0, ${vocabSize})`, 'tokens');
-    }
-    sink.json(200, { prompt: engine.context.tokenizer.decode(tokens as number[]) });
-  };
-
-  const httpServer = createServer((request, response) => {
-    inFlight += 1;
-    const sink = makeSink(response);
-    response.on('close', () => {
-      inFlight -= 1;
-      if (draining && inFlight === 0) drained?.();
-    });
-    route(request, response, sink).then(
-      () => undefined,
-      (error: unknown) => {
-        const { status, param, message } = toErrorResponse(error);
-        if (status >= 500 && !(error instanceof ApiError)) console.error(`pagoda: ${request.method} ${request.url}:`, error);
-        if (sink.isClosed) return;
-        if (!sink.started) sink.json(status, errorBody(status, message, param));
-        else {
-          // The stream had begun: report the error in it, then end it.
-          sink.event(errorBody(status, message, param));
-          sink.done();
-        }
-      },
-    );
+  const app = Fastify<Server, IncomingMessage, ServerResponse>({
+    ...(options.logger === undefined ? { logger: false } : { loggerInstance: options.logger }),
+    bodyLimit: maxBodyBytes,
+    requestIdHeader: 'x-request-id',
+    requestIdLogLabel: 'requestId',
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    ...timeouts,
+    // Types only: "0.5" is not a number here, and fields the schema does not list stay (and are ignored).
+    ajv: {
+      customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, strictNumbers: true, allErrors: false, verbose: true },
+      plugins: [addExpectedKeyword],
+    },
+    // The connection checks run each second, so headers and request timeouts bite on time.
+    serverFactory: (handler) => {
+      const server = createServer({ ...timeouts, connectionsCheckingInterval: 1000 }, handler);
+      server.maxConnections = maxConnections;
+      return server;
+    },
   });
-  httpServer.headersTimeout = 60_000;
-  httpServer.requestTimeout = 0; // long streams are fine; idle sockets are handled by keep-alive timeouts
+
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+  // A server on a loopback address answers only requests addressed to a loopback name: a page on another site
+  // cannot reach it through DNS rebinding (its requests carry that site's host name).
+  app.addHook('onRequest', async (request) => {
+    if (loopbackOnly && !isLoopbackHost(request.headers.host)) {
+      throw new ApiError(403, `Host ${JSON.stringify(request.headers.host ?? '')} is not allowed: this server listens on a loopback address and answers only localhost, 127.0.0.1 and [::1]`);
+    }
+  });
+  void app.register(cors, {
+    origin: corsOrigin(options.allowedOrigins),
+    methods: [...(options.allowedMethods ?? ['GET', 'HEAD', 'POST'])],
+    ...(options.allowedHeaders === undefined || options.allowedHeaders.includes('*') ? {} : { allowedHeaders: [...options.allowedHeaders] }),
+    credentials: options.allowCredentials ?? false,
+    strictPreflight: false,
+  });
+  app.addHook('onRequest', async (request) => {
+    if (options.apiKey === undefined || request.method === 'OPTIONS') return;
+    const path = request.url.split('?')[0]!;
+    if (publicPaths.some((publicPath) => path === publicPath || path.startsWith(`${publicPath}/`))) return;
+    if (!apiKeyMatches(request.headers.authorization, options.apiKey)) {
+      throw new ApiError(401, 'Missing or invalid API key: send it as "Authorization: Bearer <key>"');
+    }
+  });
+
+  app.setErrorHandler((error, request, reply) => {
+    const { status, param, message, headers } = toErrorResponse(error, maxBodyBytes);
+    if (status >= 500 && !(error instanceof ApiError)) request.log.error({ err: error }, 'request failed');
+    void reply.code(status).headers(headers ?? {}).send(errorBody(status, message, param));
+  });
+  app.setNotFoundHandler((request, reply) => {
+    void reply.code(404).send(errorBody(404, `no route for ${request.method} ${request.url.split('?')[0]}`));
+  });
+
+  void app.register(swagger, {
+    openapi: {
+      info: { title: 'Pagoda', description: 'An OpenAI-compatible LLM server (completions, chat, tokenize) in the manner of vLLM.', version: options.version },
+    },
+  });
+  void app.register(swaggerUi, { routePrefix: '/docs' });
+
+  /**
+   * A generation or tokenizer endpoint: the sink carries its result; the request's stop switch fires when the
+   * client leaves or the drain deadline passes, and a request cut that way gets an error event or a 503.
+   */
+  const serve = <Body>(handler: (context: HandlerContext, body: Body, sink: ResponseSink) => Promise<void>) => {
+    return async (request: FastifyRequest, reply: FastifyReply) => {
+      if (engine.health() !== 'ready') throw new ApiError(503, `the engine is ${engine.health()}`);
+      const stop = new AbortController();
+      inFlight.add(stop);
+      const sink = replySink(reply, stop);
+      try {
+        await handler(context, request.body as Body, sink);
+        if (stop.signal.reason === shutdownReason) throw shutdownReason;
+      } catch (error) {
+        if (!sink.started) throw error;
+        // The stream had begun: report the error in it, then end it.
+        const { status, param, message } = toErrorResponse(error, maxBodyBytes);
+        sink.event(errorBody(status, message, param));
+        sink.done();
+      } finally {
+        inFlight.delete(stop);
+        if (inFlight.size === 0) drained?.();
+      }
+      return reply;
+    };
+  };
+  let drained: (() => void) | undefined;
+
+  const generationRoute = (summary: string, body: typeof CompletionRequest | typeof ChatCompletionRequest) => ({
+    schema: { summary, body, tags: ['OpenAI'] },
+  });
+  app.post('/v1/completions', generationRoute('Completions (legacy), streamed or not', CompletionRequest), serve(handleCompletions));
+  app.post('/v1/chat/completions', generationRoute('Chat completions, streamed or not', ChatCompletionRequest), serve(handleChatCompletions));
+  app.post('/tokenize', { schema: { summary: 'Tokenize a text or a conversation', body: TokenizeRequest, tags: ['vLLM'] } }, serve(handleTokenize));
+  app.post('/detokenize', { schema: { summary: 'Detokenize token ids', body: DetokenizeRequest, tags: ['vLLM'] } }, serve(handleDetokenize));
+
+  app.get('/health', { schema: { summary: 'Ready: 200; engine dead or closed: 503', tags: ['operations'] } }, async (_request, reply) => {
+    const health = engine.health();
+    return health === 'ready' ? reply.send({}) : reply.code(503).send(errorBody(503, `the engine is ${health}`));
+  });
+  app.get('/version', { schema: { tags: ['operations'] } }, async () => ({ version: options.version }));
+  app.get('/metrics', { schema: { summary: 'Prometheus metrics', tags: ['operations'] } }, async (_request, reply) => {
+    const text = await metrics.render(engine.makeStats());
+    return reply.type(metrics.contentType).send(text);
+  });
+  app.get('/v1/models', { schema: { tags: ['OpenAI'] } }, async () => ({
+    object: 'list',
+    data: [
+      {
+        id: servedModelName,
+        object: 'model',
+        created,
+        owned_by: 'pagoda',
+        root: engine.context.modelDir,
+        parent: null,
+        max_model_len: engine.context.options.maxModelLen,
+      },
+    ],
+  }));
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   return {
-    httpServer,
+    app,
+    get httpServer() {
+      return app.server;
+    },
     metrics,
     get numInFlight() {
-      return inFlight;
+      return inFlight.size;
     },
-    listen(port, host = '127.0.0.1') {
-      return new Promise((resolve, reject) => {
-        httpServer.once('error', reject);
-        httpServer.listen(port, host, () => {
-          httpServer.off('error', reject);
-          resolve(httpServer.address() as AddressInfo);
-        });
-      });
+    async listen(port, host = '127.0.0.1') {
+      loopbackOnly = isLoopbackAddress(host);
+      await app.listen({ port, host });
+      return app.server.address() as AddressInfo;
     },
     async close(drainTimeoutMs = 30_000) {
-      draining = true;
-      const closed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
-      httpServer.closeIdleConnections();
-      if (inFlight > 0) {
-        await Promise.race([
-          new Promise<void>((resolve) => (drained = resolve)),
-          new Promise<void>((resolve) => setTimeout(resolve, drainTimeoutMs).unref()),
-        ]);
+      const closing = app.close();
+      let cut = 0;
+      if (inFlight.size > 0) {
+        // Each connection whose last request finishes is closed at once, not left to its keep-alive timeout.
+        const allDrained = new Promise<void>((resolve) => (drained = resolve)).then(() => app.server.closeIdleConnections());
+        const deadline = new Promise<'deadline'>((resolve) => setTimeout(() => resolve('deadline'), drainTimeoutMs).unref());
+        if ((await Promise.race([allDrained, deadline])) === 'deadline') {
+          cut = inFlight.size;
+          for (const stop of inFlight) stop.abort(shutdownReason);
+          // The cut requests end their streams at once; give their last bytes a moment, then close what is left.
+          await Promise.race([allDrained, new Promise((resolve) => setTimeout(resolve, 1000).unref())]);
+          app.server.closeAllConnections();
+        }
       }
-      httpServer.closeAllConnections();
-      await closed;
+      await closing;
+      return { cut };
     },
   };
-}
-
-function makeSink(response: ServerResponse): ResponseSink & { started: boolean } {
-  let resolveClosed: () => void;
-  const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
-  const sink = {
-    started: false,
-    isClosed: false,
-    closed,
-    json(status: number, body: unknown) {
-      if (sink.isClosed || response.headersSent) return;
-      const payload = JSON.stringify(body);
-      response.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) });
-      response.end(payload);
-    },
-    event(body: unknown) {
-      if (sink.isClosed) return;
-      if (!sink.started) {
-        sink.started = true;
-        response.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
-      }
-      response.write(`data: ${JSON.stringify(body)}\n\n`);
-    },
-    done() {
-      if (sink.isClosed) return;
-      if (!sink.started) {
-        sink.started = true;
-        response.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
-      }
-      response.end('data: [DONE]\n\n');
-    },
-  };
-  // The client went away before the response ended: whatever is running for it is aborted.
-  response.on('close', () => {
-    if (!response.writableFinished) {
-      sink.isClosed = true;
-      resolveClosed();
-    }
-  });
-  return sink;
-}
-
-/** Reads a JSON object body, at most `limit` bytes. Too large, malformed or not an object: 400. */
-function readJsonBody(request: IncomingMessage, limit: number): Promise<Body> {
-  return new Promise((resolve, reject) => {
-    const declared = Number(request.headers['content-length']);
-    if (Number.isFinite(declared) && declared > limit) {
-      request.resume();
-      reject(new ApiError(400, `the request body is ${declared} bytes, over the limit of ${limit}`));
-      return;
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let failed = false;
-    request.on('data', (chunk: Buffer) => {
-      if (failed) return;
-      size += chunk.length;
-      if (size > limit) {
-        failed = true;
-        reject(new ApiError(400, `the request body is over the limit of ${limit} bytes`));
-        return;
-      }
-      chunks.push(chunk);
-    });
-    request.on('error', (error) => reject(error));
-    request.on('end', () => {
-      if (failed) return;
-      const text = Buffer.concat(chunks).toString('utf8');
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(text);
-      } catch (error) {
-        reject(new ApiError(400, `the request body is not valid JSON: ${(error as Error).message}`));
-        return;
-      }
-      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-        reject(new ApiError(400, 'the request body must be a JSON object'));
-        return;
-      }
-      resolve(parsed as Body);
-    });
-  });
 }

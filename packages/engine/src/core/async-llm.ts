@@ -1,12 +1,21 @@
-import type { SamplingParams } from '@pagoda/sampling';
+import type { NormalizedSamplingParams, SamplingParams } from '@pagoda/sampling';
 import type { SchedulerStats } from '@pagoda/scheduler';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { PagodaEngineError } from '../errors';
+import { FrontendBudgetError, type FrontendCallOptions, FrontendPool } from '../frontend/frontend-pool';
 import type { ChatMessage, ChatTemplateOptions } from '../frontend/text-tokenizer';
 import type { EngineOptions } from './engine-options';
-import { loadModelContext, type ModelContext, prepareRequest, type PromptInput, renderChat } from './engine-setup';
+import {
+  checkPromptBytes,
+  loadModelContext,
+  maxPromptBytes,
+  type ModelContext,
+  prepareRequest,
+  type PromptInput,
+  resolveSamplingParams,
+} from './engine-setup';
 import { OutputProcessor } from './output-processor';
 import type { EngineStats, RequestOutput } from './request-output';
 import type { EngineWorkerData, FromWorkerMessage, SerializedError, ToWorkerMessage } from './worker-protocol';
@@ -48,7 +57,10 @@ interface Stream {
   error: Error | undefined;
   done: boolean;
   notify: (() => void) | undefined;
+  /** While its text is being tokenized off the event loop: what stops that, and the request's n. */
+  readonly tokenizing?: { readonly controller: AbortController; readonly n: number };
 }
+
 
 /**
  * Online inference. `generate` streams each request's output as deltas while other requests come and go; the
@@ -74,6 +86,8 @@ export class AsyncLLM {
   private constructor(
     readonly context: ModelContext,
     private readonly worker: Worker,
+    /** Chat templates and tokenization of text run here, in worker processes, never on the caller's event loop. */
+    private readonly frontend: FrontendPool,
     initialStats: SchedulerStats,
     /** What setting up the engine core found (on a GPU: the memory plan and the KV pool self-check). */
     readonly startupLog: readonly string[] = [],
@@ -99,9 +113,19 @@ export class AsyncLLM {
     );
   }
 
-  /** Loads the tokenizer here and the model in a new engine-core thread; resolves once both are ready. */
+  /**
+   * Loads the tokenizer here (for detokenizing), in the tokenizer pool's workers, and the model in a new engine-core
+   * thread; resolves once all are ready.
+   */
   static async create(model: string, options: EngineOptions = {}): Promise<AsyncLLM> {
     const context = await loadModelContext(model, options);
+    const frontendStarting = FrontendPool.create(context.modelDir, {
+      size: context.options.tokenizerPoolSize,
+      taskTimeoutMs: context.options.tokenizerPoolTimeoutMs,
+      maxHeapMb: context.options.tokenizerPoolMaxHeapMb,
+    });
+    // A failure below must not leave the pool's processes behind.
+    frontendStarting.catch(() => undefined);
     const workerData: EngineWorkerData = { modelDir: context.modelDir, options: context.options };
     const worker = startWorker(workerData);
     // eslint-disable-next-line @typescript-eslint/no-explicit-any -- listeners of different events share one list
@@ -118,12 +142,17 @@ export class AsyncLLM {
       for (const [event, listener] of listeners) worker.on(event, listener);
     }).catch(async (error: unknown) => {
       await worker.terminate();
+      await frontendStarting.then((frontend) => frontend.close(), () => undefined);
       throw error;
     });
     // Only our own listeners: removeAllListeners would also drop the Worker's internal ones that deliver messages.
     for (const [event, listener] of listeners) worker.off(event, listener);
+    const frontend = await frontendStarting.catch(async (error: unknown) => {
+      worker.postMessage({ type: 'shutdown' } satisfies ToWorkerMessage);
+      throw error;
+    });
     const planned = { ...context, options: { ...context.options, kvCache: ready.kvCache } };
-    return new AsyncLLM(planned, worker, ready.stats, ready.startupLog);
+    return new AsyncLLM(planned, worker, frontend, ready.stats, ready.startupLog);
   }
 
   get tokenizer() {
@@ -140,8 +169,57 @@ export class AsyncLLM {
   }
 
   /**
-   * Starts a request and streams its deltas. Invalid input throws here, before anything is queued. Breaking out
-   * of the loop (or `return()` on the iterator) aborts the request.
+   * Token ids of `text`, tokenized in the tokenizer pool. A text too long for the context whatever it tokenizes to
+   * is refused at once (`RequestRejectedError`, `context_length_exceeded`), before any tokenizing.
+   */
+  async encode(text: string, options: FrontendCallOptions & { addSpecialTokens?: boolean } = {}): Promise<number[]> {
+    this.assertServing();
+    checkPromptBytes(this.context, Buffer.byteLength(text, 'utf8'), 'prompt');
+    return this.frontend.encode(text, options);
+  }
+
+  /** Token ids of each text, tokenized in one task of the tokenizer pool; each text is bounded as in {@link encode}. */
+  async encodeAll(texts: readonly string[], options: FrontendCallOptions & { addSpecialTokens?: boolean } = {}): Promise<number[][]> {
+    this.assertServing();
+    for (const text of texts) checkPromptBytes(this.context, Buffer.byteLength(text, 'utf8'), 'prompt');
+    return this.frontend.encodeAll(texts, options);
+  }
+
+  /** The text of token ids, detokenized in the tokenizer pool (special tokens skipped unless asked). */
+  async decode(tokenIds: readonly number[], options: FrontendCallOptions & { skipSpecialTokens?: boolean } = {}): Promise<string> {
+    this.assertServing();
+    return this.frontend.decode(tokenIds, options);
+  }
+
+  /**
+   * Renders a conversation with the chat template and tokenizes the result (adding no special tokens unless asked), in
+   * the tokenizer pool, under its time and memory budget; a rendering too long for the context is refused.
+   */
+  async applyChatTemplate(
+    messages: readonly ChatMessage[],
+    options: ChatTemplateOptions & FrontendCallOptions & { addSpecialTokens?: boolean } = {},
+  ): Promise<{ prompt: string; promptTokenIds: number[] }> {
+    this.assertServing();
+    if (messages.length === 0) throw new PagodaEngineError('invalid_messages', 'messages must contain at least one message');
+    const { signal, addSpecialTokens = false, ...templateOptions } = options;
+    try {
+      const rendered = await this.frontend.render(messages, templateOptions, {
+        maxOutputBytes: maxPromptBytes(this.context),
+        encode: { addSpecialTokens },
+        ...(signal === undefined ? {} : { signal }),
+      });
+      return { prompt: rendered.text, promptTokenIds: rendered.tokenIds! };
+    } catch (error) {
+      if (error instanceof FrontendBudgetError && error.budget === 'output') checkPromptBytes(this.context, error.bytes!, 'messages');
+      throw error;
+    }
+  }
+
+  /**
+   * Starts a request and streams its deltas. Invalid parameters throw here, before anything is queued; a text
+   * prompt or chat messages are tokenized off the event loop first, and what only their tokens can show (a prompt
+   * too long for the context) makes the stream throw. Breaking out of the loop (or `return()` on the iterator)
+   * aborts the request.
    */
   generate(request: GenerateRequest): AsyncIterableIterator<RequestOutput> {
     this.assertServing();
@@ -149,21 +227,66 @@ export class AsyncLLM {
     if (this.processor.has(requestId) || this.streams.has(requestId)) {
       throw new PagodaEngineError('duplicate_request_id', `request id ${requestId} is already in use`);
     }
-    const input = request.messages !== undefined ? renderChat(this.context, request.messages, request.chatTemplateOptions) : request.prompt;
-    if (input === undefined) throw new PagodaEngineError('invalid_request', 'a request needs a prompt or messages');
-    const prepared = prepareRequest(this.context, requestId, input, request.samplingParams, {
-      addSpecialTokens: request.messages === undefined,
+    const samplingParams = resolveSamplingParams(this.context, request.samplingParams);
+    const extra = {
+      normalized: true,
       ...(request.priority === undefined ? {} : { priority: request.priority }),
       ...(request.cacheSalt === undefined ? {} : { cacheSalt: request.cacheSalt }),
-    });
-    const stream: Stream = { deltas: [], error: undefined, done: false, notify: undefined };
+    };
+    const text = request.messages === undefined ? promptText(request.prompt) : undefined;
+    if (request.messages === undefined && text === undefined) {
+      if (request.prompt === undefined) throw new PagodaEngineError('invalid_request', 'a request needs a prompt or messages');
+      // Token ids: nothing to tokenize, so the request is checked and queued now.
+      const prepared = prepareRequest(this.context, requestId, request.prompt, samplingParams, extra);
+      const stream: Stream = { deltas: [], error: undefined, done: false, notify: undefined };
+      this.streams.set(requestId, stream);
+      this.post({ type: 'add', requests: this.processor.addRequest(prepared) });
+      return this.iterate(requestId, stream);
+    }
+    if (text !== undefined) checkPromptBytes(this.context, Buffer.byteLength(text, 'utf8'), 'prompt');
+    const tokenizing = new AbortController();
+    const stream: Stream = { deltas: [], error: undefined, done: false, notify: undefined, tokenizing: { controller: tokenizing, n: samplingParams.n } };
     this.streams.set(requestId, stream);
-    this.post({ type: 'add', requests: this.processor.addRequest(prepared) });
+    const tokenized =
+      request.messages !== undefined
+        ? this.applyChatTemplate(request.messages, { ...request.chatTemplateOptions, signal: tokenizing.signal })
+        : this.encode(text!, { signal: tokenizing.signal }).then((promptTokenIds) => ({ prompt: text!, promptTokenIds }));
+    tokenized.then(
+      (input) => this.admitTokenized(requestId, stream, input, samplingParams, extra, request.messages === undefined),
+      (error: unknown) => {
+        if (this.streams.get(requestId) === stream) this.fail(requestId, error as Error);
+      },
+    );
     return this.iterate(requestId, stream);
+  }
+
+  /** Queues a request whose text has been tokenized, unless it was aborted meanwhile. */
+  private admitTokenized(
+    requestId: string,
+    stream: Stream,
+    input: { prompt: string; promptTokenIds: readonly number[] },
+    samplingParams: NormalizedSamplingParams,
+    extra: { normalized: boolean; priority?: number; cacheSalt?: string },
+    addSpecialTokens: boolean,
+  ): void {
+    if (this.streams.get(requestId) !== stream || this.state !== 'ready') return;
+    try {
+      const prepared = prepareRequest(this.context, requestId, input, samplingParams, { ...extra, addSpecialTokens });
+      this.post({ type: 'add', requests: this.processor.addRequest(prepared) });
+    } catch (error) {
+      this.fail(requestId, error as Error);
+    }
   }
 
   /** Aborts a request; its stream ends with a final delta whose finish reason is `abort`. Unknown ids are ignored. */
   abort(requestId: string): void {
+    const pending = this.streams.get(requestId);
+    if (pending?.tokenizing !== undefined && !this.processor.has(requestId)) {
+      // Still tokenizing: stop that, and end the stream as the core would have.
+      pending.tokenizing.controller.abort();
+      this.push(requestId, abortedBeforeStart(requestId, pending.tokenizing.n));
+      return;
+    }
     const aborted = this.processor.abortRequest(requestId);
     if (aborted === undefined) return;
     if (aborted.coreRequestIds.length > 0) this.post({ type: 'abort', requestIds: aborted.coreRequestIds });
@@ -178,7 +301,7 @@ export class AsyncLLM {
     this.state = 'closed';
     if (wasReady) this.post({ type: 'shutdown' });
     const timeout = setTimeout(() => void this.worker.terminate(), 10_000);
-    await this.exited;
+    await Promise.all([this.exited, this.frontend.close()]);
     clearTimeout(timeout);
   }
 
@@ -283,6 +406,26 @@ function startWorker(workerData: EngineWorkerData): Worker {
   const entry = new URL('./engine-core-worker.ts', import.meta.url).href;
   const bootstrap = `import(${JSON.stringify(tsxApi)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}); });`;
   return new Worker(bootstrap, { eval: true, workerData, execArgv: ['--conditions=@pagoda/source'] });
+}
+
+/** A request's text prompt, if it has one to tokenize (not token ids, not both). */
+function promptText(prompt: PromptInput | undefined): string | undefined {
+  if (typeof prompt === 'string') return prompt;
+  if (typeof prompt === 'object' && prompt !== null && 'prompt' in prompt && !('promptTokenIds' in prompt)) return prompt.prompt;
+  return undefined;
+}
+
+/** The last delta of a request aborted while its prompt was being tokenized: every completion empty, aborted. */
+function abortedBeforeStart(requestId: string, n: number): RequestOutput {
+  const outputs = Array.from({ length: n }, (_, index) => ({
+    index,
+    text: '',
+    tokenIds: [],
+    logprobs: undefined,
+    finishReason: 'abort' as const,
+    stopReason: undefined,
+  }));
+  return { requestId, prompt: undefined, promptTokenIds: [], outputs, finished: true, numCachedTokens: 0, metrics: undefined };
 }
 
 function restoreError(error: SerializedError): Error {

@@ -71,6 +71,15 @@ export interface EngineOptions {
   tensorParallelSize?: number;
   /** Stages the layers are split over, contiguous ranges; at most the number of layers. */
   pipelineParallelSize?: number;
+  /**
+   * AsyncLLM's worker processes that render chat templates and tokenize, off the event loop (default 2; vLLM's
+   * `tokenizer_pool_size`). Each holds its own copy of the tokenizer.
+   */
+  tokenizerPoolSize?: number;
+  /** The most one chat-template rendering or tokenization may take, in milliseconds (default 10,000). */
+  tokenizerPoolTimeoutMs?: number;
+  /** Each tokenizer worker's JavaScript heap limit, in MiB (default 1024). */
+  tokenizerPoolMaxHeapMb?: number;
 }
 
 /** An engine option out of range; `param` is the option's name as the CLI and vLLM spell it. */
@@ -103,6 +112,9 @@ export interface ResolvedEngineOptions {
   generationConfig: 'auto' | 'vllm';
   tensorParallelSize: number;
   pipelineParallelSize: number;
+  tokenizerPoolSize: number;
+  tokenizerPoolTimeoutMs: number;
+  tokenizerPoolMaxHeapMb: number;
   /**
    * The KV cache's plan. On a GPU without kvCacheMemory it is made when the engine core starts (from a profiling
    * run) and is undefined until then; LLM and AsyncLLM fill it in once they are ready.
@@ -230,6 +242,12 @@ export function resolveEngineOptions(
   if (!Number.isInteger(maxLogprobs) || maxLogprobs < 0) {
     throw new EngineOptionsError('max_logprobs', `max_logprobs must be a non-negative integer, got ${maxLogprobs}`);
   }
+  const tokenizerPoolSize = positiveInteger('tokenizer_pool_size', options.tokenizerPoolSize, 2);
+  const tokenizerPoolTimeoutMs = positiveInteger('tokenizer_pool_timeout_ms', options.tokenizerPoolTimeoutMs, 10_000);
+  const tokenizerPoolMaxHeapMb = positiveInteger('tokenizer_pool_max_heap_mb', options.tokenizerPoolMaxHeapMb, 1024);
+  if (tokenizerPoolMaxHeapMb < 64) {
+    throw new EngineOptionsError('tokenizer_pool_max_heap_mb', `tokenizer_pool_max_heap_mb must be at least 64 (MiB), got ${tokenizerPoolMaxHeapMb}`);
+  }
   return {
     loadFormat: oneOf('load_format', options.loadFormat, ['safetensors', 'dummy'] as const),
     device,
@@ -249,6 +267,9 @@ export function resolveEngineOptions(
     generationConfig: oneOf('generation_config', options.generationConfig, ['auto', 'vllm'] as const),
     tensorParallelSize,
     pipelineParallelSize,
+    tokenizerPoolSize,
+    tokenizerPoolTimeoutMs,
+    tokenizerPoolMaxHeapMb,
     kvCache,
   };
 }

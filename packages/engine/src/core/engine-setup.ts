@@ -25,8 +25,16 @@ export interface ModelContext {
   readonly eosTokenIds: readonly number[];
 }
 
-/** A prompt: text, token ids, or either in an object. */
-export type PromptInput = string | readonly number[] | { prompt: string } | { promptTokenIds: readonly number[] };
+/**
+ * A prompt: text, token ids, or either in an object; both in one object are an already tokenized text (the ids are
+ * used, the text is kept for the output).
+ */
+export type PromptInput =
+  | string
+  | readonly number[]
+  | { prompt: string }
+  | { promptTokenIds: readonly number[] }
+  | { prompt: string; promptTokenIds: readonly number[] };
 
 export async function loadModelContext(model: string, engineOptions: EngineOptions = {}): Promise<ModelContext> {
   const modelDir = resolve(model);
@@ -155,10 +163,11 @@ export function prepareRequest(
 ): FrontendRequest {
   let prompt: string | undefined;
   let promptTokenIds: readonly number[];
-  if (typeof input === 'string' || (typeof input === 'object' && 'prompt' in input)) {
+  if (typeof input === 'string' || (typeof input === 'object' && 'prompt' in input && !('promptTokenIds' in input))) {
     prompt = typeof input === 'string' ? input : input.prompt;
     promptTokenIds = context.tokenizer.encode(prompt, { addSpecialTokens: extra.addSpecialTokens ?? true });
   } else {
+    if (typeof input === 'object' && 'prompt' in input) prompt = input.prompt;
     promptTokenIds = Array.isArray(input) ? (input as readonly number[]) : (input as { promptTokenIds: readonly number[] }).promptTokenIds;
     const vocabSize = context.modelConfig.vocabSize;
     const bad = promptTokenIds.find((tokenId) => !Number.isInteger(tokenId) || tokenId < 0 || tokenId >= vocabSize);
@@ -178,6 +187,30 @@ export function prepareRequest(
     ...(extra.priority === undefined ? {} : { priority: extra.priority }),
     ...(extra.cacheSalt === undefined ? {} : { cacheSalt: extra.cacheSalt }),
   };
+}
+
+/**
+ * The most UTF-8 bytes a prompt may have and still fit the context: no token stands for more than
+ * `tokenizer.maxInputBytesPerToken` bytes of text, so a longer text has more than `max_model_len` tokens and is
+ * refused before it is tokenized (`Infinity` when the tokenizer's normalizer leaves no such bound).
+ */
+export function maxPromptBytes(context: Pick<ModelContext, 'tokenizer' | 'options'>): number {
+  return context.options.maxModelLen * context.tokenizer.maxInputBytesPerToken;
+}
+
+/** Refuses a prompt text too long to fit the context whatever it tokenizes to (see {@link maxPromptBytes}). */
+export function checkPromptBytes(context: Pick<ModelContext, 'tokenizer' | 'options'>, bytes: number, param: string): void {
+  const limit = maxPromptBytes(context);
+  if (bytes <= limit) return;
+  const perToken = context.tokenizer.maxInputBytesPerToken;
+  const maxModelLen = context.options.maxModelLen;
+  throw new RequestRejectedError(
+    'context_length_exceeded',
+    `This model's maximum context length is ${maxModelLen} tokens. However, your ${param === 'messages' ? 'messages come' : 'prompt comes'} to at least ` +
+      `${Math.ceil(bytes / perToken)} tokens (${bytes} bytes, and no token of this tokenizer stands for more than ${perToken}). ` +
+      'Please reduce the length of the prompt.',
+    param,
+  );
 }
 
 /** Renders a conversation with the chat template; the rendered text is tokenized without adding special tokens. */

@@ -4,7 +4,7 @@ export { EngineCore } from './engine-core';
 export type { EngineCoreOptions, EngineCoreOutput, EngineCoreRequest, ModelExecutor } from './engine-core';
 export { EngineOptionsError, resolveEngineOptions } from './engine-options';
 export type { EngineOptions, ResolvedEngineOptions } from './engine-options';
-export { createEngineCore, loadModelContext, prepareRequest, renderChat, resolveSamplingParams } from './engine-setup';
+export { checkPromptBytes, createEngineCore, loadModelContext, maxPromptBytes, prepareRequest, renderChat, resolveSamplingParams } from './engine-setup';
 export type { ModelContext, PromptInput } from './engine-setup';
 export { accumulate, LLM } from './llm';
 export { OutputProcessor } from './output-processor';

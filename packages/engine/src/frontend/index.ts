@@ -5,3 +5,5 @@ export { OutputText } from './output-text';
 export type { OutputTextOptions, TextDelta } from './output-text';
 export { TextTokenizer } from './text-tokenizer';
 export type { ChatMessage, ChatTemplateOptions } from './text-tokenizer';
+export { FrontendBudgetError, FrontendOverloadedError, FrontendPool } from './frontend-pool';
+export type { FrontendCallOptions, FrontendPoolOptions, FrontendTaskKind } from './frontend-pool';

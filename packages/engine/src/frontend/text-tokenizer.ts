@@ -1,5 +1,6 @@
 import { Template } from '@huggingface/jinja';
 import { Tokenizer } from '@huggingface/tokenizers';
+import { LRUCache } from 'lru-cache';
 import { join } from 'node:path';
 import { PagodaEngineError } from '../errors';
 import { readJsonFile } from '../json-file';
@@ -22,10 +23,21 @@ export interface ChatTemplateOptions {
   chatTemplate?: string;
 }
 
+/** Compiled chat templates kept per tokenizer: the model's own and recent request templates. */
+const compiledTemplateCacheSize = 32;
+
 /** The text-side contract of a checkpoint's tokenizer, as the engine uses it. */
 export class TextTokenizer {
   private readonly chatTemplates: ReadonlyMap<string, string>;
-  private compiledTemplates = new Map<string, Template>();
+  /** Bounded: request templates (`chat_template` in a request body) are each compiled once, then evicted LRU. */
+  private readonly compiledTemplates = new LRUCache<string, Template>({ max: compiledTemplateCacheSize });
+  /**
+   * The most bytes of input text one token can stand for: the longest vocabulary or added token, in UTF-8 bytes,
+   * times how much the normalizer may shrink text before it is split (see {@link normalizerShrinkFactor}).
+   * `Infinity` when the normalizer can delete text without limit. A text of `B` bytes has at least
+   * `B / maxInputBytesPerToken` tokens, which bounds a prompt's size before it is tokenized.
+   */
+  readonly maxInputBytesPerToken: number;
   /** Token ids that decode to nothing when special tokens are skipped. */
   readonly specialTokenIds: ReadonlySet<number>;
   readonly bosToken: string | undefined;
@@ -36,7 +48,9 @@ export class TextTokenizer {
   constructor(
     readonly tokenizer: Tokenizer,
     readonly config: Readonly<Record<string, unknown>>,
+    tokenizerJson: unknown = {},
   ) {
+    this.maxInputBytesPerToken = longestTokenBytes(tokenizerJson) * normalizerShrinkFactor((tokenizerJson as { normalizer?: unknown }).normalizer);
     this.chatTemplates = readChatTemplates(config.chat_template);
     const special = new Set<number>();
     for (const [id, token] of tokenizer.get_added_tokens_decoder()) if (token.special) special.add(id);
@@ -54,7 +68,7 @@ export class TextTokenizer {
       readJson(join(modelDir, 'tokenizer_config.json'), false),
     ]);
     const config = (tokenizerConfig ?? {}) as Record<string, unknown>;
-    return new TextTokenizer(new Tokenizer(tokenizerJson as object, config), config);
+    return new TextTokenizer(new Tokenizer(tokenizerJson as object, config), config, tokenizerJson);
   }
 
   /** Token ids of `text`; with special tokens (BOS and the like) as tokenizer.json's post-processor adds them. */
@@ -85,12 +99,12 @@ export class TextTokenizer {
         'this model has no chat template (tokenizer_config.json has no chat_template); use completions, or pass a chat template',
       );
     }
-    let template = this.compiledTemplates.get(source);
-    if (template === undefined) {
-      template = new Template(source);
-      this.compiledTemplates.set(source, template);
-    }
     try {
+      let template = this.compiledTemplates.get(source);
+      if (template === undefined) {
+        template = new Template(source);
+        this.compiledTemplates.set(source, template);
+      }
       return template.render({
         ...options.templateKwargs,
         messages,
@@ -103,6 +117,56 @@ export class TextTokenizer {
       if (PagodaEngineError.isInstance(error)) throw error;
       throw new PagodaEngineError('chat_template_error', `the chat template failed: ${(error as Error).message}`, { cause: error });
     }
+  }
+}
+
+/**
+ * The longest token of a tokenizer.json (BPE, WordPiece or Unigram vocabulary, and added tokens) in bytes of the
+ * text it stands for: for a byte-level tokenizer each character of a vocabulary string is one byte (`Ġ` is a space),
+ * otherwise the string's own UTF-8 bytes (at least what it covers: `▁` stands for a one-byte space).
+ */
+function longestTokenBytes(tokenizerJson: unknown): number {
+  const json = tokenizerJson as { model?: { vocab?: unknown }; added_tokens?: Array<{ content?: unknown }>; decoder?: unknown };
+  const byteLevel = JSON.stringify(json.decoder ?? null).includes('"ByteLevel"');
+  let longest = 1;
+  const consider = (token: unknown, raw: boolean) => {
+    if (typeof token === 'string') longest = Math.max(longest, raw && byteLevel ? [...token].length : Buffer.byteLength(token, 'utf8'));
+  };
+  const vocab = json.model?.vocab;
+  if (Array.isArray(vocab)) for (const entry of vocab) consider(Array.isArray(entry) ? entry[0] : entry, true);
+  else if (typeof vocab === 'object' && vocab !== null) for (const token of Object.keys(vocab)) consider(token, true);
+  for (const added of json.added_tokens ?? []) consider(added.content, false);
+  return longest;
+}
+
+/**
+ * How many times smaller a normalizer can make a text. The raw vocabulary strings bound what a token covers of the
+ * normalized text (byte-level alphabets and SentencePiece's `▁` are at least as long as the bytes they stand for),
+ * so only normalizers that shrink text widen the bound: NFC and NFKC compose up to three code points into one
+ * (Hangul jamo: 9 bytes into 3); a `Replace` whose content is shorter than its pattern shrinks by their ratio.
+ * Normalizers that may delete any amount of text (strip, accent stripping, BERT's cleaning) leave no bound.
+ */
+function normalizerShrinkFactor(normalizer: unknown): number {
+  if (normalizer === null || normalizer === undefined) return 1;
+  const spec = normalizer as { type?: unknown; normalizers?: unknown[]; pattern?: { String?: unknown; Regex?: unknown }; content?: unknown };
+  switch (spec.type) {
+    case 'Sequence':
+      return (spec.normalizers ?? []).reduce<number>((factor, inner) => factor * normalizerShrinkFactor(inner), 1);
+    case 'Prepend':
+    case 'NFD':
+    case 'NFKD':
+      return 1;
+    case 'NFC':
+    case 'NFKC':
+      return 3;
+    case 'Replace': {
+      const pattern = spec.pattern?.String;
+      const content = typeof spec.content === 'string' ? Buffer.byteLength(spec.content) : 0;
+      if (typeof pattern !== 'string' || content === 0) return Infinity;
+      return Math.max(1, Buffer.byteLength(pattern) / content);
+    }
+    default:
+      return Infinity;
   }
 }
 

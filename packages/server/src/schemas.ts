@@ -1,0 +1,107 @@
+/**
+ * Each endpoint's request body, written once as a TypeBox schema: fastify validates bodies with it (Ajv, types only:
+ * the ranges are `@pagoda/sampling`'s, which the engine checks with the parameter's name), the handlers get its
+ * static type, and `/openapi.json` describes it. Fields the server does not know are let through and ignored, as
+ * vLLM's server does; `null` means "not given" wherever OpenAI's API allows it.
+ *
+ * A union's `x-expected` says in words what the field takes, for the error message when a value fits no branch.
+ */
+import Type, { type Static, type TSchema } from 'typebox';
+
+const nullable = <T extends TSchema>(schema: T, description?: string) =>
+  Type.Optional(Type.Union([schema, Type.Null()], description === undefined ? {} : { description }));
+
+const tokenIds = Type.Array(Type.Integer({ minimum: 0 }));
+
+const stopSchema = Type.Union([Type.String(), Type.Array(Type.String())], {
+  'x-expected': 'a string or an array of strings',
+  description: 'Up to any number of sequences where generation stops; the stop string is left out of the output.',
+});
+
+/** The sampling and generation fields both endpoints share: OpenAI's and vLLM's extras. */
+const generationFields = {
+  model: nullable(Type.String(), 'The served model name; may be left out.'),
+  max_tokens: nullable(Type.Integer(), 'Most tokens to generate; default: the rest of the context.'),
+  n: nullable(Type.Integer(), 'Completions per prompt, at most 128.'),
+  stream: nullable(Type.Boolean()),
+  stream_options: nullable(Type.Object({ include_usage: nullable(Type.Boolean()) })),
+  temperature: nullable(Type.Number(), 'In [0, 2]; 0 is greedy.'),
+  top_p: nullable(Type.Number(), 'In (0, 1].'),
+  top_k: nullable(Type.Integer(), '-1 or 0: off.'),
+  min_p: nullable(Type.Number(), 'In [0, 1].'),
+  repetition_penalty: nullable(Type.Number(), '> 0; 1 is off.'),
+  frequency_penalty: nullable(Type.Number(), 'In [-2, 2].'),
+  presence_penalty: nullable(Type.Number(), 'In [-2, 2].'),
+  seed: nullable(Type.Integer()),
+  logit_bias: nullable(Type.Record(Type.String(), Type.Number(), { 'x-expected': 'an object of token ids to numbers' })),
+  stop: nullable(stopSchema),
+  stop_token_ids: nullable(tokenIds),
+  ignore_eos: nullable(Type.Boolean()),
+  min_tokens: nullable(Type.Integer()),
+  include_stop_str_in_output: nullable(Type.Boolean()),
+  priority: nullable(Type.Integer(), 'With --scheduling-policy priority: lower runs first.'),
+  user: nullable(Type.String()),
+};
+
+export const CompletionRequest = Type.Object(
+  {
+    prompt: Type.Union([Type.String(), Type.Array(Type.String()), tokenIds, Type.Array(tokenIds)], {
+      'x-expected': 'a string, an array of strings, an array of token ids or an array of such arrays',
+    }),
+    echo: nullable(Type.Boolean()),
+    logprobs: nullable(Type.Integer(), 'Top logprobs per token, up to --max-logprobs.'),
+    suffix: nullable(Type.String(), 'Not supported.'),
+    ...generationFields,
+  },
+  { description: "OpenAI's legacy completions request, with vLLM's extra sampling fields." },
+);
+export type CompletionRequest = Static<typeof CompletionRequest>;
+
+const contentPart = Type.Object({ type: Type.String(), text: Type.Optional(Type.String()) });
+
+export const ChatMessage = Type.Object({
+  role: Type.String(),
+  content: Type.Optional(
+    Type.Union([Type.String(), Type.Array(contentPart), Type.Null()], { 'x-expected': 'a string or an array of text parts' }),
+  ),
+  name: nullable(Type.String()),
+});
+export type ChatMessage = Static<typeof ChatMessage>;
+
+const messages = Type.Array(ChatMessage, { description: 'The conversation, rendered with the chat template.' });
+
+/** The chat-template fields chat completions and /tokenize share. */
+const templateFields = {
+  add_generation_prompt: nullable(Type.Boolean()),
+  chat_template: nullable(Type.String(), 'A Jinja template replacing the model’s; needs --trust-request-chat-template.'),
+  chat_template_kwargs: nullable(Type.Record(Type.String(), Type.Unknown(), { 'x-expected': 'an object' })),
+  tools: nullable(Type.Array(Type.Unknown()), 'Function definitions, passed to the chat template.'),
+};
+
+export const ChatCompletionRequest = Type.Object(
+  {
+    messages,
+    max_completion_tokens: nullable(Type.Integer(), 'OpenAI’s newer name for max_tokens.'),
+    logprobs: nullable(Type.Boolean()),
+    top_logprobs: nullable(Type.Integer(), 'With logprobs: alternatives per token, up to --max-logprobs.'),
+    ...templateFields,
+    ...generationFields,
+  },
+  { description: "OpenAI's chat completions request, with vLLM's extra sampling fields." },
+);
+export type ChatCompletionRequest = Static<typeof ChatCompletionRequest>;
+
+export const TokenizeRequest = Type.Object(
+  {
+    model: nullable(Type.String()),
+    prompt: nullable(Type.String()),
+    messages: Type.Optional(messages),
+    add_special_tokens: nullable(Type.Boolean()),
+    ...templateFields,
+  },
+  { description: 'A text (prompt) or a conversation (messages) to tokenize, as vLLM’s /tokenize.' },
+);
+export type TokenizeRequest = Static<typeof TokenizeRequest>;
+
+export const DetokenizeRequest = Type.Object({ model: nullable(Type.String()), tokens: tokenIds });
+export type DetokenizeRequest = Static<typeof DetokenizeRequest>;
