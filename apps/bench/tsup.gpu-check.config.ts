@@ -1,12 +1,21 @@
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { defineConfig } from 'tsup';
 
+// tinypool is the engine's dependency: found from there, its process entry beside its main module.
+const fromEngine = createRequire(createRequire(import.meta.url).resolve('@pagoda/engine/package.json'));
+const tinypoolProcessEntry = join(dirname(fromEngine.resolve('tinypool')), 'entry', 'process.js');
+
 // One self-contained folder for a lent GPU machine, which has no node_modules: pagoda-bench (its gpu-check command
-// included) and the engine core's worker thread, with every dependency inlined except the native ones. ONNX
-// Runtime comes from the machine's NODE_PATH (tooling/gpu/prepare-check.sh carries it).
+// included), the engine core's worker thread and the tokenizer pool's worker process (with tinypool's process
+// entry, which tinypool forks from `entry/process.js` beside its own code), with every dependency inlined except
+// the native ones. ONNX Runtime comes from the machine's NODE_PATH (tooling/gpu/prepare-check.sh carries it).
 export default defineConfig({
   entry: {
     'gpu-check': 'src/gpu/main.ts',
     'engine-core-worker': '../../packages/engine/src/core/engine-core-worker.ts',
+    'frontend-worker': '../../packages/engine/src/frontend/frontend-worker.ts',
+    'entry/process': tinypoolProcessEntry,
   },
   outDir: '../../.gpu-check/bundle',
   format: ['esm'],

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // The README's two quick-start commands, for a machine with only Node.js and npm (no global pnpm):
 //   npm start  installs the workspace, builds what the server needs and starts `pagoda serve` (extra args pass on)
-//   npm test   installs the workspace, builds every package, then runs every typecheck, lint and test
+//   npm test   installs the workspace, builds every package, then runs every typecheck, lint and test (the tests
+//              that assert timings or memory last, alone: vitest.alone.config.ts)
 // pnpm is run through npx at the version `packageManager` pins. onnxruntime-node's CUDA download is skipped
 // (its script is also not allowed to run; see pnpm-workspace.yaml), since these machines cannot reach its feed.
 import { spawn, spawnSync } from 'node:child_process';
@@ -59,6 +60,8 @@ if (mode === 'start') {
   ]);
   step('lint the top level', ['exec', 'eslint', '.']);
   step('test', ['exec', 'vitest', 'run', ...extraArgs]);
+  // Tests that assert timings or memory run after the others, one file at a time, with the machine to themselves.
+  step('tests that run alone', ['exec', 'vitest', 'run', '--config', 'vitest.alone.config.ts', '--passWithNoTests', ...extraArgs]);
 } else {
   console.error('Usage: node tooling/scripts/quickstart.mjs start [pagoda serve args] | test [vitest args]');
   process.exit(2);

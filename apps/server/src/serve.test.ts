@@ -79,10 +79,12 @@ describe('pagoda serve with tensor and pipeline parallelism', () => {
 });
 
 describe('pagoda serve as a process', () => {
-  it('drains an in-flight stream on SIGTERM, then exits 0', async () => {
-    const here = dirname(fileURLToPath(import.meta.url));
-    const tsx = createRequire(import.meta.url).resolve('tsx');
-    const child = spawn(process.execPath, ['--import', tsx, '--conditions=@pagoda/source', join(here, 'cli.ts'), 'serve', '--port', '0', '--kv-cache-memory', '8MiB', '--max-model-len', '1024'], {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const tsx = createRequire(import.meta.url).resolve('tsx');
+
+  /** Starts `pagoda serve` from source; resolves with its URL once it listens. */
+  async function start(flags: string[]) {
+    const child = spawn(process.execPath, ['--import', tsx, '--conditions=@pagoda/source', join(here, 'cli.ts'), 'serve', '--port', '0', '--kv-cache-memory', '8MiB', '--max-model-len', '1024', '--tokenizer-pool-size', '1', ...flags], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
@@ -90,20 +92,25 @@ describe('pagoda serve as a process', () => {
     const url = await new Promise<string>((resolve, reject) => {
       child.stdout.on('data', (chunk: Buffer) => {
         output += chunk;
-        const match = /listening on (http:\/\/\S+)/.exec(output);
+        const match = /listening on (http:\/\/[^\s"]+)/.exec(output);
         if (match) resolve(match[1]!);
       });
       child.once('exit', (code) => reject(new Error(`pagoda exited early (${code}): ${output}`)));
     });
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    return { child, url, exited, output: () => output };
+  }
+
+  /** Streams a completion; once its first chunk is in, calls `then`; resolves with the whole text. */
+  async function stream(url: string, maxTokens: number, then: () => void): Promise<string> {
     const response = await fetch(`${url}/v1/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'tiny-qwen2', prompt: 'Count', max_tokens: 60, ignore_eos: true, stream: true }),
+      body: JSON.stringify({ model: 'tiny-qwen2', prompt: 'Count', max_tokens: maxTokens, min_tokens: maxTokens, ignore_eos: true, stream: true }),
     });
     const reader = response.body!.getReader();
     await reader.read(); // the stream has started
-    child.kill('SIGTERM');
+    then();
     let text = '';
     const decoder = new TextDecoder();
     while (true) {
@@ -111,8 +118,31 @@ describe('pagoda serve as a process', () => {
       if (done) break;
       text += decoder.decode(value, { stream: true });
     }
+    return text;
+  }
+
+  it('drains an in-flight stream on SIGTERM, then exits 0', async () => {
+    const server = await start([]);
+    const text = await stream(server.url, 60, () => server.child.kill('SIGTERM'));
     expect(text.trimEnd().endsWith('data: [DONE]')).toBe(true);
-    expect(await exited).toBe(0);
-    expect(output).toMatch(/SIGTERM: no longer accepting requests; draining those in flight/);
+    expect(text).not.toMatch(/"error"/);
+    expect(await server.exited).toBe(0);
+    expect(server.output()).toMatch(/SIGTERM: no longer accepting requests; draining those in flight/);
   }, 60_000);
+
+  it('cuts a stream longer than --timeout-graceful-shutdown with an error event, and exits 3', async () => {
+    const server = await start(['--timeout-graceful-shutdown', '0.5']);
+    const text = await stream(server.url, 1000, () => server.child.kill('SIGTERM'));
+    const events = text.trim().split('\n\n');
+    expect(events.at(-1)).toBe('data: [DONE]');
+    expect(JSON.parse(events.at(-2)!.slice(6))).toMatchObject({ error: { code: 503, type: 'ServiceUnavailableError' } });
+    expect(await server.exited).toBe(3);
+    expect(server.output()).toMatch(/the drain deadline passed: 1 requests were cut/);
+  }, 60_000);
+
+  it('refuses to start when --chat-template names a file that does not exist', async () => {
+    await expect(serve(parseServeArgs(['--port', '0', '--chat-template', 'no/such/template.jinja'], {}), 'test', () => undefined)).rejects.toThrow(
+      /--chat-template "no\/such\/template.jinja" names no readable file/,
+    );
+  });
 });

@@ -16,7 +16,7 @@ export async function handleChatCompletions(context: HandlerContext, body: ChatC
   const id = `chatcmpl-${randomUUID().replace(/-/g, '')}`;
   const [request] = await admitted(context, n, async () => {
     const { promptTokenIds } = await renderConversation(context, messages, body, sink);
-    return startRequests(context, [promptTokenIds], fields, id);
+    return startRequests(context, [promptTokenIds], fields, id, 'messages');
   });
   const created = now();
   const { tokenizer } = context.engine.context;

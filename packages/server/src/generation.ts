@@ -79,11 +79,18 @@ export function checkModel(context: HandlerContext, model: string | null | undef
   }
 }
 
-/** An engine error about `max_tokens`, named as the client named it (chat's `max_completion_tokens`). */
-function renameTokenLimit(error: unknown, fields: GenerationFields): unknown {
+/**
+ * An engine error named as the client named the field: chat's `max_completion_tokens` for `max_tokens`, and its
+ * `messages` for the prompt they render to.
+ */
+function renameParam(error: unknown, fields: GenerationFields, promptParam: 'prompt' | 'messages'): unknown {
   const param = (error as { param?: unknown }).param;
-  if (fields.maxTokensParam === 'max_tokens' || param !== 'max_tokens' || !(error instanceof Error)) return error;
-  return new ApiError(400, error.message.replace(/\bmax_tokens\b/g, fields.maxTokensParam), fields.maxTokensParam);
+  if (!(error instanceof Error)) return error;
+  if (param === 'max_tokens' && fields.maxTokensParam !== 'max_tokens') {
+    return new ApiError(400, error.message.replace(/\bmax_tokens\b/g, fields.maxTokensParam), fields.maxTokensParam);
+  }
+  if (param === 'prompt' && promptParam === 'messages') return new ApiError(400, error.message.replace(/\bprompt\b/, 'rendered messages'), 'messages');
+  return error;
 }
 
 /**
@@ -95,7 +102,7 @@ export function checkSamplingFields(context: HandlerContext, fields: GenerationF
   try {
     return resolveSamplingParams(engineContext, { ...fields.samplingParams, maxTokens: fields.maxTokens ?? engineContext.options.maxModelLen });
   } catch (error) {
-    throw renameTokenLimit(error, fields);
+    throw renameParam(error, fields, 'prompt');
   }
 }
 
@@ -103,7 +110,13 @@ export function checkSamplingFields(context: HandlerContext, fields: GenerationF
  * Starts one engine request per tokenized prompt; on a refusal, aborts the ones already started. Token ids only:
  * text was tokenized in the engine's tokenizer pool before.
  */
-export function startRequests(context: HandlerContext, prompts: readonly (readonly number[])[], fields: GenerationFields, idPrefix: string): StartedRequest[] {
+export function startRequests(
+  context: HandlerContext,
+  prompts: readonly (readonly number[])[],
+  fields: GenerationFields,
+  idPrefix: string,
+  promptParam: 'prompt' | 'messages' = 'prompt',
+): StartedRequest[] {
   const { engine } = context;
   const maxModelLen = engine.context.options.maxModelLen;
   const started: StartedRequest[] = [];
@@ -112,8 +125,8 @@ export function startRequests(context: HandlerContext, prompts: readonly (readon
       if (tokenIds.length >= maxModelLen) {
         throw new ApiError(
           400,
-          `This model's maximum context length is ${maxModelLen} tokens. However, your prompt has ${tokenIds.length} tokens, leaving no room for a completion. Please reduce the length of the prompt.`,
-          'prompt',
+          `This model's maximum context length is ${maxModelLen} tokens. However, your ${promptParam === 'messages' ? 'messages render to' : 'prompt has'} ${tokenIds.length} tokens, leaving no room for a completion. Please reduce the length of the ${promptParam}.`,
+          promptParam,
         );
       }
       const requestId = `${idPrefix}-${index}`;
@@ -129,7 +142,7 @@ export function startRequests(context: HandlerContext, prompts: readonly (readon
     });
   } catch (error) {
     for (const request of started) engine.abort(request.requestId);
-    throw renameTokenLimit(error, fields);
+    throw renameParam(error, fields, promptParam);
   }
   return started;
 }

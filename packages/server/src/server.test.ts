@@ -1,5 +1,6 @@
 import { AsyncLLM } from '@pagoda/engine';
 import { fixturePath, readFixtureJson } from '@pagoda/fixtures';
+import { request as httpRequest } from 'node:http';
 import OpenAI from 'openai';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -304,6 +305,129 @@ describe('under load', () => {
   }, 60_000);
 });
 
+describe('HTTP hardening', () => {
+  it('refuses Host names other than loopback ones when bound to a loopback address (DNS rebinding)', async () => {
+    // fetch sets Host itself; a raw request sends what a rebinding page's browser would.
+    const withHost = (host: string) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const request = httpRequest(`${baseUrl}/v1/models`, { headers: { host } }, (response) => {
+          let body = '';
+          response.on('data', (chunk: Buffer) => (body += chunk));
+          response.on('end', () => resolve({ status: response.statusCode!, body }));
+        });
+        request.on('error', reject);
+        request.end();
+      });
+    const rebound = await withHost('attacker.example:8000');
+    expect(rebound.status).toBe(403);
+    expect((JSON.parse(rebound.body) as ErrorBody).error).toMatchObject({ type: 'PermissionDeniedError', code: 403 });
+    for (const host of ['localhost:8000', '127.0.0.1', '[::1]:1234', 'app.localhost']) expect((await withHost(host)).status, host).toBe(200);
+  });
+
+  it('allows any origin only when asked (*), and credentials when asked', async () => {
+    const open = createPagodaServer({ engine, servedModelName: model, version: '1', allowedOrigins: ['*'] });
+    const listed = createPagodaServer({ engine, servedModelName: model, version: '1', allowedOrigins: ['https://app.example'], allowCredentials: true });
+    try {
+      const openUrl = `http://127.0.0.1:${(await open.listen(0)).port}`;
+      const listedUrl = `http://127.0.0.1:${(await listed.listen(0)).port}`;
+      const preflight = (url: string, origin: string) =>
+        fetch(`${url}/v1/completions`, { method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'POST' } });
+      expect((await preflight(openUrl, 'https://anywhere.example')).headers.get('access-control-allow-origin')).toBe('*');
+      const allowed = await preflight(listedUrl, 'https://app.example');
+      expect(allowed.headers.get('access-control-allow-origin')).toBe('https://app.example');
+      expect(allowed.headers.get('access-control-allow-credentials')).toBe('true');
+      expect((await preflight(listedUrl, 'http://localhost:3000')).headers.get('access-control-allow-origin')).toBeNull();
+    } finally {
+      await open.close();
+      await listed.close();
+    }
+  });
+
+  it('sends a request id with every answer, taking the client’s x-request-id', async () => {
+    const given = await fetch(`${baseUrl}/health`, { headers: { 'x-request-id': 'trace-42' } });
+    expect(given.headers.get('x-request-id')).toBe('trace-42');
+    expect((await fetch(`${baseUrl}/health`)).headers.get('x-request-id')).toMatch(/\S+/);
+  });
+
+  it('describes the API at /openapi.json and serves its docs at /docs', async () => {
+    const spec = (await (await fetch(`${baseUrl}/openapi.json`)).json()) as { openapi: string; paths: Record<string, Record<string, { requestBody?: unknown }>> };
+    expect(spec.openapi).toMatch(/^3\./);
+    for (const path of ['/v1/completions', '/v1/chat/completions', '/tokenize', '/detokenize']) expect(spec.paths[path]!.post!.requestBody).toBeDefined();
+    expect(JSON.stringify(spec.paths['/v1/chat/completions'])).toMatch(/max_completion_tokens/);
+    const docs = await fetch(`${baseUrl}/docs`);
+    expect(docs.status).toBe(200);
+    expect(await docs.text()).toMatch(/swagger/i);
+  });
+
+  it('exports prom-client’s process and Node.js metrics beside Pagoda’s', async () => {
+    const names = new Set(parsePrometheusTextFormat(await (await fetch(`${baseUrl}/metrics`)).text()).map((family) => family.name));
+    for (const name of ['process_resident_memory_bytes', 'nodejs_eventloop_lag_seconds', 'nodejs_heap_size_used_bytes', 'pagoda:num_requests_running']) expect(names).toContain(name);
+  });
+
+  it('answers an unsupported content type with 415', async () => {
+    const response = await fetch(`${baseUrl}/v1/completions`, { method: 'POST', headers: { 'content-type': 'text/csv' }, body: 'a,b' });
+    expect(response.status).toBe(415);
+    expect(((await response.json()) as ErrorBody).error.message).toMatch(/application\/json/);
+  });
+
+  it('names chat_template when a request template is refused or fails, messages when the model’s fails', async () => {
+    const refused = await post('/v1/chat/completions', { model, messages: [{ role: 'user', content: 'x' }], chat_template: '{{ 1 }}' });
+    expect(refused.status).toBe(400);
+    expect(refused.body.error.param).toBe('chat_template');
+    const trusting = createPagodaServer({ engine, servedModelName: model, version: '1', trustRequestChatTemplate: true });
+    const url = `http://127.0.0.1:${(await trusting.listen(0)).port}`;
+    try {
+      const ask = async (body: unknown) => {
+        const response = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+        return { status: response.status, error: ((await response.json()) as ErrorBody).error };
+      };
+      expect(await ask({ model, messages: [{ role: 'user', content: 'x' }], chat_template: '{% for %}', max_tokens: 1 })).toMatchObject({ status: 400, error: { param: 'chat_template' } });
+      const rendered = await ask({ model, messages: [{ role: 'user', content: 'x' }], chat_template: 'Q: {{ messages[0].content }} A:', max_tokens: 1 });
+      expect(rendered.status).toBe(200);
+    } finally {
+      await trusting.close();
+    }
+  });
+
+  it('tokenizes messages with the server’s chat template, as chat completions render them', async () => {
+    const templated = createPagodaServer({ engine, servedModelName: model, version: '1', chatTemplate: 'User said: {{ messages[0].content }}' });
+    const url = `http://127.0.0.1:${(await templated.listen(0)).port}`;
+    try {
+      const response = await fetch(`${url}/tokenize`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages: [{ role: 'user', content: 'Hello world' }] }) });
+      const { tokens } = (await response.json()) as { tokens: number[] };
+      expect(tokens).toEqual(await engine.encode('User said: Hello world', { addSpecialTokens: false }));
+    } finally {
+      await templated.close();
+    }
+  });
+});
+
+describe('drain at shutdown', () => {
+  it('cuts a stream still running at the drain deadline with an error event, and says how many it cut', async () => {
+    const draining = createPagodaServer({ engine, servedModelName: model, version: '1' });
+    const url = `http://127.0.0.1:${(await draining.listen(0)).port}`;
+    const response = await fetch(`${url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model, prompt: 'Count', max_tokens: 500, min_tokens: 500, ignore_eos: true, stream: true }),
+    });
+    const reader = response.body!.getReader();
+    await reader.read(); // the stream has begun
+    const closing = draining.close(100);
+    let text = '';
+    const decoder = new TextDecoder();
+    while (true) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value, { stream: true });
+    }
+    expect(await closing).toEqual({ cut: 1 });
+    const events = text.trim().split('\n\n');
+    expect(events.at(-1)).toBe('data: [DONE]');
+    expect(JSON.parse(events.at(-2)!.slice(6))).toMatchObject({ error: { code: 503, message: 'the server shut down before this request finished' } });
+  });
+});
+
 describe('access control and overload', () => {
   it('protects /v1/* with the API key (401) and answers 429 past the waiting limit', async () => {
     const guarded = createPagodaServer({ engine, servedModelName: model, version: '1', apiKey: 'secret', maxWaitingRequests: 0 });
@@ -316,6 +440,11 @@ describe('access control and overload', () => {
       expect((await fetch(`${url}/health`)).status).toBe(200); // not under /v1
       const keyed = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'secret', maxRetries: 0 });
       expect((await keyed.models.list()).data).toHaveLength(1);
+      expect((await fetch(`${url}/v1/models`, { headers: { authorization: 'bearer secret' } })).status).toBe(200); // any case
+      expect((await fetch(`${url}/v1/models`, { headers: { authorization: 'Bearer secre' } })).status).toBe(401);
+      expect((await fetch(`${url}/v1/models`, { headers: { authorization: 'Basic secret' } })).status).toBe(401);
+      expect((await fetch(`${url}/tokenize`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"prompt":"x"}' })).status).toBe(401);
+      expect((await fetch(`${url}/metrics`)).status).toBe(200);
       const overloaded = await fetch(`${url}/v1/completions`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', authorization: 'Bearer secret' },

@@ -1,6 +1,5 @@
 import cors from '@fastify/cors';
 import swagger from '@fastify/swagger';
-import swaggerUi from '@fastify/swagger-ui';
 import {
   EngineDeadError,
   FrontendBudgetError,
@@ -10,7 +9,10 @@ import {
   SamplingParamsError,
 } from '@pagoda/engine';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { dirname, join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { handleChatCompletions } from './chat-completions';
 import { handleCompletions } from './completions';
@@ -85,6 +87,16 @@ const shutdownReason = new ApiError(503, 'the server shut down before this reque
 /** Paths anyone may read, API key or not (probes, metrics scrapers, the API's description). */
 const publicPaths = ['/health', '/ping', '/version', '/metrics', '/openapi.json', '/docs'];
 
+/** The folder of Swagger UI's static assets, or undefined where @fastify/swagger-ui is not installed. */
+function swaggerUiStaticDir(): string | undefined {
+  try {
+    const assets = join(dirname(createRequire(import.meta.url).resolve('@fastify/swagger-ui')), 'static');
+    return existsSync(join(assets, 'logo.svg')) ? assets : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Lets the schemas' `x-expected` (a union's words for error messages) through Ajv's strict mode. */
 function addExpectedKeyword<Ajv extends { addKeyword(keyword: string): Ajv }>(ajv: Ajv): Ajv {
   return ajv.addKeyword('x-expected');
@@ -146,7 +158,6 @@ export function createPagodaServer(options: PagodaServerOptions): PagodaServer {
     ...(options.logger === undefined ? { logger: false } : { loggerInstance: options.logger }),
     bodyLimit: maxBodyBytes,
     requestIdHeader: 'x-request-id',
-    requestIdLogLabel: 'requestId',
     return503OnClosing: true,
     forceCloseConnections: 'idle',
     ...timeouts,
@@ -203,7 +214,19 @@ export function createPagodaServer(options: PagodaServerOptions): PagodaServer {
       info: { title: 'Pagoda', description: 'An OpenAI-compatible LLM server (completions, chat, tokenize) in the manner of vLLM.', version: options.version },
     },
   });
-  void app.register(swaggerUi, { routePrefix: '/docs' });
+  // Swagger UI's page and assets, where its package is installed (a self-contained bundle has no room for them:
+  // there /openapi.json alone describes the API). Its folder is given outright, as a bundle has no __dirname.
+  const swaggerUiAssets = swaggerUiStaticDir();
+  if (swaggerUiAssets !== undefined) {
+    void app.register(async (docs) => {
+      const { default: swaggerUi } = await import('@fastify/swagger-ui');
+      await docs.register(swaggerUi, {
+        routePrefix: '/docs',
+        baseDir: swaggerUiAssets,
+        logo: { type: 'image/svg+xml', content: readFileSync(join(swaggerUiAssets, 'logo.svg')) },
+      });
+    });
+  }
 
   /**
    * A generation or tokenizer endpoint: the sink carries its result; the request's stop switch fires when the
@@ -233,38 +256,41 @@ export function createPagodaServer(options: PagodaServerOptions): PagodaServer {
   };
   let drained: (() => void) | undefined;
 
-  const generationRoute = (summary: string, body: typeof CompletionRequest | typeof ChatCompletionRequest) => ({
-    schema: { summary, body, tags: ['OpenAI'] },
-  });
-  app.post('/v1/completions', generationRoute('Completions (legacy), streamed or not', CompletionRequest), serve(handleCompletions));
-  app.post('/v1/chat/completions', generationRoute('Chat completions, streamed or not', ChatCompletionRequest), serve(handleChatCompletions));
-  app.post('/tokenize', { schema: { summary: 'Tokenize a text or a conversation', body: TokenizeRequest, tags: ['vLLM'] } }, serve(handleTokenize));
-  app.post('/detokenize', { schema: { summary: 'Detokenize token ids', body: DetokenizeRequest, tags: ['vLLM'] } }, serve(handleDetokenize));
+  // The routes are a plugin registered after swagger's, so that its onRoute hook sees (and describes) each of them.
+  void app.register(async (routes) => {
+    const generationRoute = (summary: string, body: typeof CompletionRequest | typeof ChatCompletionRequest) => ({
+      schema: { summary, body, tags: ['OpenAI'] },
+    });
+    routes.post('/v1/completions', generationRoute('Completions (legacy), streamed or not', CompletionRequest), serve(handleCompletions));
+    routes.post('/v1/chat/completions', generationRoute('Chat completions, streamed or not', ChatCompletionRequest), serve(handleChatCompletions));
+    routes.post('/tokenize', { schema: { summary: 'Tokenize a text or a conversation', body: TokenizeRequest, tags: ['vLLM'] } }, serve(handleTokenize));
+    routes.post('/detokenize', { schema: { summary: 'Detokenize token ids', body: DetokenizeRequest, tags: ['vLLM'] } }, serve(handleDetokenize));
 
-  app.get('/health', { schema: { summary: 'Ready: 200; engine dead or closed: 503', tags: ['operations'] } }, async (_request, reply) => {
-    const health = engine.health();
-    return health === 'ready' ? reply.send({}) : reply.code(503).send(errorBody(503, `the engine is ${health}`));
+    routes.get('/health', { schema: { summary: 'Ready: 200; engine dead or closed: 503', tags: ['operations'] } }, async (_request, reply) => {
+      const health = engine.health();
+      return health === 'ready' ? reply.send({}) : reply.code(503).send(errorBody(503, `the engine is ${health}`));
+    });
+    routes.get('/version', { schema: { tags: ['operations'] } }, async () => ({ version: options.version }));
+    routes.get('/metrics', { schema: { summary: 'Prometheus metrics', tags: ['operations'] } }, async (_request, reply) => {
+      const text = await metrics.render(engine.makeStats());
+      return reply.type(metrics.contentType).send(text);
+    });
+    routes.get('/v1/models', { schema: { tags: ['OpenAI'] } }, async () => ({
+      object: 'list',
+      data: [
+        {
+          id: servedModelName,
+          object: 'model',
+          created,
+          owned_by: 'pagoda',
+          root: engine.context.modelDir,
+          parent: null,
+          max_model_len: engine.context.options.maxModelLen,
+        },
+      ],
+    }));
+    routes.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   });
-  app.get('/version', { schema: { tags: ['operations'] } }, async () => ({ version: options.version }));
-  app.get('/metrics', { schema: { summary: 'Prometheus metrics', tags: ['operations'] } }, async (_request, reply) => {
-    const text = await metrics.render(engine.makeStats());
-    return reply.type(metrics.contentType).send(text);
-  });
-  app.get('/v1/models', { schema: { tags: ['OpenAI'] } }, async () => ({
-    object: 'list',
-    data: [
-      {
-        id: servedModelName,
-        object: 'model',
-        created,
-        owned_by: 'pagoda',
-        root: engine.context.modelDir,
-        parent: null,
-        max_model_len: engine.context.options.maxModelLen,
-      },
-    ],
-  }));
-  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   return {
     app,

@@ -1,7 +1,4 @@
 import { fixturePath, readReference } from '@pagoda/fixtures';
-import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AsyncLLM, EngineDeadError } from './async-llm';
 import type { RequestOutput } from './request-output';
@@ -56,47 +53,54 @@ describe('AsyncLLM on tiny-llama', () => {
     expect(() => engine.generate({ prompt: 'hi', samplingParams: { temperature: 3 } })).toThrow('temperature must be in [0, 2], got 3');
     expect(() => engine.generate({})).toThrow('a request needs a prompt or messages');
   });
-});
 
-describe('AsyncLLM keeps the caller’s event loop free', () => {
-  let engine: AsyncLLM;
-  let modelDir: string;
-  beforeAll(async () => {
-    // A dummy model big enough that one prefill step takes seconds, with tiny-llama's tokenizer.
-    modelDir = await mkdtemp(join(tmpdir(), 'pagoda-slow-model-'));
-    const config = JSON.parse(await import('node:fs/promises').then((fs) => fs.readFile(fixturePath('tiny-llama', 'config.json'), 'utf8')));
-    Object.assign(config, { hidden_size: 384, intermediate_size: 1536, num_hidden_layers: 6, num_attention_heads: 6, num_key_value_heads: 2, max_position_embeddings: 8192 });
-    await writeFile(join(modelDir, 'config.json'), JSON.stringify(config));
-    for (const file of ['tokenizer.json', 'tokenizer_config.json']) await copyFile(fixturePath('tiny-llama', file), join(modelDir, file));
-    engine = await AsyncLLM.create(modelDir, {
-      loadFormat: 'dummy',
-      kvCacheMemory: '256MiB',
-      maxModelLen: 4096,
-      maxNumBatchedTokens: 4096,
-      intraOpNumThreads: 1,
-    });
-  }, 60_000);
-  afterAll(async () => {
-    await engine?.close();
-    if (modelDir !== undefined) await rm(modelDir, { recursive: true, force: true });
+  it('tokenizes a text prompt in its tokenizer pool exactly as the reference does, and streams the same output', async () => {
+    const prompt = reference.prompts[0]!;
+    expect(await engine.encode(prompt.text)).toEqual(prompt.ids);
+    expect(await engine.decode(prompt.ids, { skipSpecialTokens: false })).toBe(engine.tokenizer.decode(prompt.ids, { skipSpecialTokens: false }));
+    const deltas = await collect(engine.generate({ prompt: prompt.text, samplingParams: { temperature: 0, maxTokens: 24, ignoreEos: true } }));
+    expect(deltas.flatMap((delta) => delta.outputs[0]!.tokenIds)).toEqual(prompt.greedy.ids);
+    expect(deltas[0]!.prompt).toBe(prompt.text);
   });
 
-  it('never lets a 10 ms interval gap more than 100 ms during a model run of several seconds', async () => {
-    const gaps: number[] = [];
-    let last = performance.now();
-    const timer = setInterval(() => {
-      const now = performance.now();
-      gaps.push(now - last);
-      last = now;
-    }, 10);
-    const started = performance.now();
-    const prompt = Array.from({ length: 3500 }, (_, index) => 100 + (index % 20_000));
-    await collect(engine.generate({ prompt, samplingParams: { temperature: 0, maxTokens: 4, ignoreEos: true } }));
-    const elapsed = performance.now() - started;
-    clearInterval(timer);
-    expect(elapsed).toBeGreaterThan(1000);
-    expect(Math.max(...gaps)).toBeLessThan(100);
-  }, 60_000);
+  it('refuses a prompt too long for the context whatever it tokenizes to, before tokenizing it', async () => {
+    const huge = 'x'.repeat(engine.context.options.maxModelLen * engine.tokenizer.maxInputBytesPerToken + 1);
+    await expect(engine.encode(huge)).rejects.toThrow(/maximum context length is 512 tokens\. However, your prompt comes to at least 513 tokens/);
+    expect(() => engine.generate({ prompt: huge })).toThrow(/maximum context length/);
+    // Under the byte bound but over the context once tokenized: the stream fails with the usual message.
+    await expect(collect(engine.generate({ prompt: 'word '.repeat(600), samplingParams: { maxTokens: 1 } }))).rejects.toThrow(/maximum context length is 512 tokens/);
+  });
+
+  it('aborts a request while its prompt is being tokenized, ending its stream', async () => {
+    const stream = engine.generate({ requestId: 'abort-early', prompt: 'Once upon a time '.repeat(20), samplingParams: { maxTokens: 8 } });
+    engine.abort('abort-early');
+    const deltas = await collect(stream);
+    expect(deltas.at(-1)).toMatchObject({ finished: true, outputs: [{ finishReason: 'abort' }] });
+    await waitFor(() => engine.makeStats().numRunningRequests === 0 && engine.makeStats().numWaitingRequests === 0);
+  });
+});
+
+describe('AsyncLLM chat through its tokenizer pool', () => {
+  let engine: AsyncLLM;
+  beforeAll(async () => {
+    engine = await AsyncLLM.create(fixturePath('tiny-qwen2'), { kvCacheMemory: '8MiB', maxModelLen: 512, intraOpNumThreads: 1, tokenizerPoolSize: 1 });
+  });
+  afterAll(() => engine.close());
+
+  it('renders and tokenizes messages as the tokenizer does on the calling thread, and generates from them', async () => {
+    const messages = [{ role: 'user', content: 'What is paged attention?' }];
+    const rendered = await engine.applyChatTemplate(messages);
+    expect(rendered.prompt).toBe(engine.tokenizer.applyChatTemplate(messages));
+    expect(rendered.promptTokenIds).toEqual(engine.tokenizer.encode(rendered.prompt, { addSpecialTokens: false }));
+    const fromMessages = await collect(engine.generate({ messages, samplingParams: { temperature: 0, maxTokens: 8, ignoreEos: true } }));
+    const fromIds = await collect(engine.generate({ prompt: rendered.promptTokenIds, samplingParams: { temperature: 0, maxTokens: 8, ignoreEos: true } }));
+    expect(fromMessages.flatMap((delta) => delta.outputs[0]!.tokenIds)).toEqual(fromIds.flatMap((delta) => delta.outputs[0]!.tokenIds));
+  });
+
+  it('fails the stream of a chat whose template fails', async () => {
+    const stream = engine.generate({ messages: [{ role: 'user', content: 'x' }], chatTemplateOptions: { chatTemplate: '{{ raise_exception("no thanks") }}' } });
+    await expect(collect(stream)).rejects.toThrow(/no thanks/);
+  });
 });
 
 describe('AsyncLLM when the engine core dies', () => {

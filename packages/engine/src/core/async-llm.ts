@@ -87,7 +87,7 @@ export class AsyncLLM {
     readonly context: ModelContext,
     private readonly worker: Worker,
     /** Chat templates and tokenization of text run here, in worker processes, never on the caller's event loop. */
-    private readonly frontend: FrontendPool,
+    readonly tokenizerPool: FrontendPool,
     initialStats: SchedulerStats,
     /** What setting up the engine core found (on a GPU: the memory plan and the KV pool self-check). */
     readonly startupLog: readonly string[] = [],
@@ -175,20 +175,20 @@ export class AsyncLLM {
   async encode(text: string, options: FrontendCallOptions & { addSpecialTokens?: boolean } = {}): Promise<number[]> {
     this.assertServing();
     checkPromptBytes(this.context, Buffer.byteLength(text, 'utf8'), 'prompt');
-    return this.frontend.encode(text, options);
+    return this.tokenizerPool.encode(text, options);
   }
 
   /** Token ids of each text, tokenized in one task of the tokenizer pool; each text is bounded as in {@link encode}. */
   async encodeAll(texts: readonly string[], options: FrontendCallOptions & { addSpecialTokens?: boolean } = {}): Promise<number[][]> {
     this.assertServing();
     for (const text of texts) checkPromptBytes(this.context, Buffer.byteLength(text, 'utf8'), 'prompt');
-    return this.frontend.encodeAll(texts, options);
+    return this.tokenizerPool.encodeAll(texts, options);
   }
 
   /** The text of token ids, detokenized in the tokenizer pool (special tokens skipped unless asked). */
   async decode(tokenIds: readonly number[], options: FrontendCallOptions & { skipSpecialTokens?: boolean } = {}): Promise<string> {
     this.assertServing();
-    return this.frontend.decode(tokenIds, options);
+    return this.tokenizerPool.decode(tokenIds, options);
   }
 
   /**
@@ -203,7 +203,7 @@ export class AsyncLLM {
     if (messages.length === 0) throw new PagodaEngineError('invalid_messages', 'messages must contain at least one message');
     const { signal, addSpecialTokens = false, ...templateOptions } = options;
     try {
-      const rendered = await this.frontend.render(messages, templateOptions, {
+      const rendered = await this.tokenizerPool.render(messages, templateOptions, {
         maxOutputBytes: maxPromptBytes(this.context),
         encode: { addSpecialTokens },
         ...(signal === undefined ? {} : { signal }),
@@ -301,7 +301,7 @@ export class AsyncLLM {
     this.state = 'closed';
     if (wasReady) this.post({ type: 'shutdown' });
     const timeout = setTimeout(() => void this.worker.terminate(), 10_000);
-    await Promise.all([this.exited, this.frontend.close()]);
+    await Promise.all([this.exited, this.tokenizerPool.close()]);
     clearTimeout(timeout);
   }
 

@@ -81,7 +81,7 @@ export class FrontendPool {
     const pool = new Tinypool({
       filename,
       runtime: 'child_process',
-      execArgv: [...execArgv, `--max-old-space-size=${maxHeapMb}`],
+      execArgv: [...execArgv, `--max-old-space-size=${maxHeapMb}`, '--expose-gc'],
       env: { ...definedEnvironment(), [tokenizerDirVariable]: tokenizerDir },
       serialization: 'advanced',
       minThreads: size,
@@ -139,18 +139,41 @@ export class FrontendPool {
     return { text: result.text!, tokenIds: result.tokenIds };
   }
 
+  /** The worker processes' ids (to watch their memory). */
+  get workerPids(): number[] {
+    return this.pool.threads.map((worker) => worker.threadId);
+  }
+
+  /** Asks each idle worker to collect its garbage, for memory measurements. */
+  async collectGarbage(): Promise<void> {
+    await Promise.all(Array.from({ length: this.size }, () => this.run({ type: 'gc' }, 'encode', {})));
+  }
+
   /** Stops the workers; tasks still queued or running are rejected. */
   async close(): Promise<void> {
     await this.pool.destroy();
   }
 
+  /**
+   * Runs one task. Its time budget starts when tinypool hands it to a worker (the moment it sets the task's
+   * channel), not when it is queued: a task waiting while a worker restarts after an attack keeps its whole budget.
+   */
   private async run(task: FrontendTask, kind: FrontendTaskKind, { signal }: FrontendCallOptions) {
-    const timeout = AbortSignal.timeout(this.taskTimeoutMs);
+    const budget = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    // While the pool starts, tinypool hands tasks to workers before they have loaded (the pings wait for that).
+    const channel = {
+      onMessage: () => {
+        if (task.type !== 'ping') timer = setTimeout(() => budget.abort(), this.taskTimeoutMs);
+      },
+    };
     let result: FrontendTaskResult;
     try {
-      result = (await this.pool.run(task, { signal: signal === undefined ? timeout : AbortSignal.any([signal, timeout]) })) as FrontendTaskResult;
+      result = (await this.pool.run(task, { signal: signal === undefined ? budget.signal : AbortSignal.any([signal, budget.signal]), channel })) as FrontendTaskResult;
     } catch (error) {
-      throw this.describeFailure(error, kind, timeout, signal);
+      throw this.describeFailure(error, kind, budget.signal, signal);
+    } finally {
+      clearTimeout(timer);
     }
     if (result.type === 'error') throw new PagodaEngineError(result.code, result.message);
     if (result.type === 'too-long') {
@@ -159,10 +182,10 @@ export class FrontendPool {
     return result;
   }
 
-  private describeFailure(error: unknown, kind: FrontendTaskKind, timeout: AbortSignal, signal: AbortSignal | undefined): Error {
+  private describeFailure(error: unknown, kind: FrontendTaskKind, budget: AbortSignal, signal: AbortSignal | undefined): Error {
     const what = { render: 'rendering the chat template', encode: 'tokenizing the prompt', decode: 'detokenizing' }[kind];
     if (signal?.aborted) return signal.reason instanceof Error ? signal.reason : new PagodaEngineError('aborted', `${what} was aborted`);
-    if (timeout.aborted) return new FrontendBudgetError('time', kind, `${what} took longer than ${this.taskTimeoutMs} ms and was stopped`);
+    if (budget.aborted) return new FrontendBudgetError('time', kind, `${what} took longer than ${this.taskTimeoutMs} ms and was stopped`);
     if (error instanceof Error && /exited unexpectedly/i.test(error.message)) {
       // The only way a worker ends in the middle of a task on its own: V8 ran out of heap (--max-old-space-size).
       return new FrontendBudgetError('memory', kind, `${what} needed more than its ${this.maxHeapMb} MiB of memory and was stopped`);

@@ -6,6 +6,8 @@ export const tokenizerDirVariable = 'PAGODA_FRONTEND_TOKENIZER_DIR';
 /** One unit of frontend work, as it crosses to a pool worker (plain data, structured-cloned over IPC). */
 export type FrontendTask =
   | { readonly type: 'ping' }
+  /** Collects garbage (the workers run with `--expose-gc`), so a memory measurement sees what is really held. */
+  | { readonly type: 'gc' }
   | { readonly type: 'encode'; readonly texts: readonly string[]; readonly addSpecialTokens: boolean }
   | { readonly type: 'decode'; readonly tokenIds: readonly number[]; readonly skipSpecialTokens: boolean }
   | {

@@ -17,6 +17,9 @@ export default function runFrontendTask(task: FrontendTask): FrontendTaskResult 
     switch (task.type) {
       case 'ping':
         return { type: 'ok' };
+      case 'gc':
+        (globalThis as { gc?: () => void }).gc?.();
+        return { type: 'ok' };
       case 'encode':
         return { type: 'ok', tokenIdLists: task.texts.map((text) => tokenizer.encode(text, { addSpecialTokens: task.addSpecialTokens })) };
       case 'decode':

@@ -1,3 +1,4 @@
+/** Timings (the event loop stays free, budgets stop tasks in time): this file runs alone (vitest.alone.config.ts). */
 import { fixturePath, readFixtureJson } from '@pagoda/fixtures';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PagodaEngineError } from '../errors';
@@ -5,10 +6,10 @@ import { FrontendBudgetError, FrontendPool } from './frontend-pool';
 import { TextTokenizer } from './text-tokenizer';
 
 /** The two hostile request templates of the hardening issue: one builds lists of 2^25 items, one loops 3M times. */
-export const memoryBombTemplate =
+const memoryBombTemplate =
   '{% set ns = namespace(a=[1], keep=[]) %}{% for i in range(25) %}{% set ns.a = ns.a + ns.a %}{% endfor %}' +
   '{% for j in range(24) %}{% set ns.keep = ns.keep + [ns.a + [j]] %}{% endfor %}{{ ns.keep | length }}';
-export const stallTemplate = '{% for i in range(3000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}hi';
+const stallTemplate = '{% for i in range(3000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}hi';
 
 interface TokenizerFixture {
   cases: Array<{ text: string; ids_with_special: number[] }>;

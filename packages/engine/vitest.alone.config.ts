@@ -1,0 +1,3 @@
+import { pagodaAloneProject } from '@pagoda/vitest-config';
+
+export default pagodaAloneProject();
