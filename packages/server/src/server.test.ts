@@ -203,6 +203,9 @@ describe('the other endpoints', () => {
     const models = await client.models.list();
     expect(models.data.map((entry) => entry.id)).toEqual([model]);
     expect((await fetch(`${baseUrl}/health`)).status).toBe(200);
+    expect((await fetch(`${baseUrl}/health`, { method: 'HEAD' })).status).toBe(200);
+    expect((await fetch(`${baseUrl}/ping`)).status).toBe(200);
+    expect((await fetch(`${baseUrl}/ping`, { method: 'POST' })).status).toBe(200);
     expect(await (await fetch(`${baseUrl}/version`)).json()).toEqual({ version: '1.2.3' });
     const tokenized = await post('/tokenize', { prompt: 'Hello world' });
     expect(tokenized.body).toEqual({ count: 2, max_model_len: 512, tokens: [9707, 1879] });

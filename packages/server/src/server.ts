@@ -266,10 +266,14 @@ export function createPagodaServer(options: PagodaServerOptions): PagodaServer {
     routes.post('/tokenize', { schema: { summary: 'Tokenize a text or a conversation', body: TokenizeRequest, tags: ['vLLM'] } }, serve(handleTokenize));
     routes.post('/detokenize', { schema: { summary: 'Detokenize token ids', body: DetokenizeRequest, tags: ['vLLM'] } }, serve(handleDetokenize));
 
-    routes.get('/health', { schema: { summary: 'Ready: 200; engine dead or closed: 503', tags: ['operations'] } }, async (_request, reply) => {
-      const health = engine.health();
-      return health === 'ready' ? reply.send({}) : reply.code(503).send(errorBody(503, `the engine is ${health}`));
-    });
+    const health = async (_request: FastifyRequest, reply: FastifyReply) => {
+      const state = engine.health();
+      return state === 'ready' ? reply.send({}) : reply.code(503).send(errorBody(503, `the engine is ${state}`));
+    };
+    routes.get('/health', { schema: { summary: 'Ready: 200; engine dead or closed: 503', tags: ['operations'] } }, health);
+    // vLLM's (and SageMaker's) liveness probe.
+    routes.get('/ping', { schema: { summary: 'As /health', tags: ['operations'] } }, health);
+    routes.post('/ping', { schema: { summary: 'As /health', tags: ['operations'] } }, health);
     routes.get('/version', { schema: { tags: ['operations'] } }, async () => ({ version: options.version }));
     routes.get('/metrics', { schema: { summary: 'Prometheus metrics', tags: ['operations'] } }, async (_request, reply) => {
       const text = await metrics.render(engine.makeStats());
