@@ -1,12 +1,14 @@
 import { defineConfig } from 'tsup';
 
 // One self-contained folder for a lent GPU machine, which has no node_modules: pagoda-bench (its gpu-check command
-// included) and the engine core's worker thread, with every dependency inlined except the native ones. ONNX
+// included), the engine core's worker thread and the structured-output grammar worker (XGrammar's WASM inlined),
+// with every dependency inlined except the native ones. ONNX
 // Runtime comes from the machine's NODE_PATH (tooling/gpu/prepare-check.sh carries it).
 export default defineConfig({
   entry: {
     'gpu-check': 'src/gpu/main.ts',
     'engine-core-worker': '../../packages/engine/src/core/engine-core-worker.ts',
+    'grammar-worker': '../../packages/engine/src/structured-output/grammar-worker.ts',
   },
   outDir: '../../.gpu-check/bundle',
   format: ['esm'],

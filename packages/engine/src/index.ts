@@ -4,6 +4,7 @@ export {
   ModelConfigError,
   ModelInputError,
   PagodaEngineError,
+  StructuredOutputError,
 } from './errors';
 export type { CheckpointErrorCode } from './errors';
 export { checkExecutionProvider, cudaProviderInstalled } from './execution-provider';
@@ -62,6 +63,20 @@ export { availableExecutionProviders, onnxRuntimeVersion } from './runtime';
 export { float16ToFloat32, readSafetensorsHeader, readSafetensorsIndex, readSafetensorsTensors } from './model/safetensors';
 export type { ModelWeights, SafetensorsEntry, WantedTensor, WeightTensor } from './model/safetensors';
 export { loadTokenizer } from './tokenizer';
+export { bitmaskWords } from './structured-output/backend';
+export type { StructuredOutputBackend, StructuredOutputGrammar } from './structured-output/backend';
+export { choiceGrammar, XGrammarBackend } from './structured-output/backend-xgrammar';
+export type { XGrammarBackendOptions } from './structured-output/backend-xgrammar';
+export { reasoningEndedIn, reasoningParsers } from './structured-output/reasoning';
+export type { ReasoningMarkers, ReasoningParserName } from './structured-output/reasoning';
+export { StructuredOutputManager } from './structured-output/structured-output-manager';
+export type {
+  PendingBitmasks,
+  StructuredOutputManagerOptions,
+  StructuredOutputStats,
+} from './structured-output/structured-output-manager';
+export { xgrammarVocabulary } from './structured-output/tokenizer-info';
+export type { XGrammarVocabulary } from './structured-output/tokenizer-info';
 export {
   IncrementalDetokenizer,
   loadGenerationConfig,
@@ -98,6 +113,7 @@ export type {
   EngineCoreOptions,
   EngineCoreOutput,
   EngineCoreRequest,
+  EngineCoreRequestError,
   EngineHealth,
   EngineOptions,
   EngineStats,
@@ -115,5 +131,11 @@ export type {
 export { RequestRejectedError, RequestStatus, SchedulerError } from '@pagoda/scheduler';
 export type { FinishReason, SchedulerStats } from '@pagoda/scheduler';
 export { SamplingParamsError } from '@pagoda/sampling';
-export type { NormalizedSamplingParams, SampledTokenLogprobs, SamplingParams, TokenLogprob } from '@pagoda/sampling';
+export type {
+  NormalizedSamplingParams,
+  SampledTokenLogprobs,
+  SamplingParams,
+  StructuredOutputsParams,
+  TokenLogprob,
+} from '@pagoda/sampling';
 export { formatBytes, KvCacheCapacityError, parseMemorySize } from '@pagoda/kv-cache';

@@ -8,6 +8,7 @@ import { defaultGpuBlockSize, type GpuProbe, nvidiaSmiProbe, pagedBlockSizeProbl
 import { metadataEntriesFor } from '../paged/paged-batch';
 import { onnxRuntimeVersion } from '../runtime';
 import { modelShape } from '../parallel/rank-weights';
+import { type ReasoningMarkers, type ReasoningParserName, reasoningParsers } from '../structured-output/reasoning';
 
 /** Deployment settings, named as vLLM's engine arguments in camelCase. Every one is optional. */
 export interface EngineOptions {
@@ -71,6 +72,16 @@ export interface EngineOptions {
   tensorParallelSize?: number;
   /** Stages the layers are split over, contiguous ranges; at most the number of layers. */
   pipelineParallelSize?: number;
+  /**
+   * vLLM's `--reasoning-parser`: the model thinks between `<think>` and `</think>` (`qwen3`, `deepseek_r1`), and a
+   * request's structured-output constraint starts only after `</think>`, in the prompt or the output.
+   */
+  reasoningParser?: ReasoningParserName;
+  /** vLLM's `--structured-outputs-config`. */
+  structuredOutputsConfig?: {
+    /** JSON without free whitespace between its elements, so a model cannot pad it forever (default false). */
+    disableAnyWhitespace?: boolean;
+  };
 }
 
 /** An engine option out of range; `param` is the option's name as the CLI and vLLM spell it. */
@@ -103,6 +114,10 @@ export interface ResolvedEngineOptions {
   generationConfig: 'auto' | 'vllm';
   tensorParallelSize: number;
   pipelineParallelSize: number;
+  reasoningParser: ReasoningParserName | undefined;
+  /** The reasoning parser's marker ids in this model's vocabulary; filled in with the tokenizer (`loadModelContext`). */
+  reasoningMarkers: ReasoningMarkers | undefined;
+  structuredOutputsConfig: { disableAnyWhitespace: boolean };
   /**
    * The KV cache's plan. On a GPU without kvCacheMemory it is made when the engine core starts (from a profiling
    * run) and is undefined until then; LLM and AsyncLLM fill it in once they are ready.
@@ -230,6 +245,17 @@ export function resolveEngineOptions(
   if (!Number.isInteger(maxLogprobs) || maxLogprobs < 0) {
     throw new EngineOptionsError('max_logprobs', `max_logprobs must be a non-negative integer, got ${maxLogprobs}`);
   }
+  const reasoningParser = options.reasoningParser;
+  if (reasoningParser !== undefined && !Object.hasOwn(reasoningParsers, reasoningParser)) {
+    throw new EngineOptionsError(
+      'reasoning_parser',
+      `reasoning_parser must be one of ${Object.keys(reasoningParsers).join(', ')}, got ${JSON.stringify(reasoningParser)}`,
+    );
+  }
+  const disableAnyWhitespace = options.structuredOutputsConfig?.disableAnyWhitespace ?? false;
+  if (typeof disableAnyWhitespace !== 'boolean') {
+    throw new EngineOptionsError('structured_outputs_config', `structured_outputs_config.disable_any_whitespace must be a boolean, got ${JSON.stringify(disableAnyWhitespace)}`);
+  }
   return {
     loadFormat: oneOf('load_format', options.loadFormat, ['safetensors', 'dummy'] as const),
     device,
@@ -249,6 +275,9 @@ export function resolveEngineOptions(
     generationConfig: oneOf('generation_config', options.generationConfig, ['auto', 'vllm'] as const),
     tensorParallelSize,
     pipelineParallelSize,
+    reasoningParser,
+    reasoningMarkers: undefined,
+    structuredOutputsConfig: { disableAnyWhitespace },
     kvCache,
   };
 }

@@ -91,6 +91,9 @@ export class LLM {
     try {
       while (processor.numUnfinishedRequests > 0) {
         const processed = processor.processOutputs(await this.core.step());
+        // A grammar that did not compile ended its request in the core: the call fails, as for any invalid input.
+        const [failure] = this.core.takeRequestErrors();
+        if (failure !== undefined) throw failure.error;
         if (processed.requestsToStop.length > 0) this.core.finishRequests(processed.requestsToStop, stopStringStatus);
         for (const coreRequest of processed.requestsToAdd) this.core.addRequest(coreRequest);
         for (const delta of processed.deltas) finals.set(delta.requestId, accumulate(finals.get(delta.requestId), delta));
