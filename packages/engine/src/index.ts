@@ -130,12 +130,13 @@ export type {
 // The types of the lower layers that the engine's API speaks, so the server needs only this package.
 export { RequestRejectedError, RequestStatus, SchedulerError } from '@pagoda/scheduler';
 export type { FinishReason, SchedulerStats } from '@pagoda/scheduler';
-export { SamplingParamsError } from '@pagoda/sampling';
+export { SamplingParamsError, structuredOutputsKey, structuredOutputsSpec } from '@pagoda/sampling';
 export type {
   NormalizedSamplingParams,
   SampledTokenLogprobs,
   SamplingParams,
   StructuredOutputsParams,
+  StructuredOutputsSpec,
   TokenLogprob,
 } from '@pagoda/sampling';
 export { formatBytes, KvCacheCapacityError, parseMemorySize } from '@pagoda/kv-cache';
