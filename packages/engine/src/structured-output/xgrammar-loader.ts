@@ -1,8 +1,9 @@
+import type * as XGrammarNamespace from '@mlc-ai/web-xgrammar';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
 /** The part of `@mlc-ai/web-xgrammar` that the XGrammar backend uses. */
-export type XGrammarModule = typeof import('@mlc-ai/web-xgrammar');
+export type XGrammarModule = typeof XGrammarNamespace;
 
 let loading: Promise<XGrammarModule> | undefined;
 let captured: string[] | undefined;
