@@ -84,3 +84,18 @@ export class ExecutionProviderError extends PagodaEngineError {
     this.executionProvider = executionProvider;
   }
 }
+
+/**
+ * A request's structured-output constraint that the grammar backend refuses (a schema it does not support, an EBNF
+ * or regex that does not parse). `param` names the field as the API does (`structured_outputs.json`), so a server
+ * answers 400 for it.
+ */
+export class StructuredOutputError extends PagodaEngineError {
+  readonly param: string;
+
+  constructor(message: string, options: { kind: string; cause?: unknown }) {
+    super('invalid_structured_outputs', message, options);
+    this.name = 'StructuredOutputError';
+    this.param = `structured_outputs.${options.kind.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`)}`;
+  }
+}

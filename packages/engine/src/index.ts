@@ -4,6 +4,7 @@ export {
   ModelConfigError,
   ModelInputError,
   PagodaEngineError,
+  StructuredOutputError,
 } from './errors';
 export type { CheckpointErrorCode } from './errors';
 export { checkExecutionProvider, cudaProviderInstalled } from './execution-provider';
@@ -62,6 +63,20 @@ export { availableExecutionProviders, onnxRuntimeVersion } from './runtime';
 export { float16ToFloat32, readSafetensorsHeader, readSafetensorsIndex, readSafetensorsTensors } from './model/safetensors';
 export type { ModelWeights, SafetensorsEntry, WantedTensor, WeightTensor } from './model/safetensors';
 export { loadTokenizer } from './tokenizer';
+export { bitmaskWords } from './structured-output/backend';
+export type { StructuredOutputBackend, StructuredOutputGrammar } from './structured-output/backend';
+export { choiceGrammar, XGrammarBackend } from './structured-output/backend-xgrammar';
+export type { XGrammarBackendOptions } from './structured-output/backend-xgrammar';
+export { reasoningEndedIn, reasoningParsers } from './structured-output/reasoning';
+export type { ReasoningMarkers, ReasoningParserName } from './structured-output/reasoning';
+export { StructuredOutputManager } from './structured-output/structured-output-manager';
+export type {
+  PendingBitmasks,
+  StructuredOutputManagerOptions,
+  StructuredOutputStats,
+} from './structured-output/structured-output-manager';
+export { xgrammarVocabulary } from './structured-output/tokenizer-info';
+export type { XGrammarVocabulary } from './structured-output/tokenizer-info';
 export {
   FrontendBudgetError,
   FrontendOverloadedError,
@@ -106,6 +121,7 @@ export type {
   EngineCoreOptions,
   EngineCoreOutput,
   EngineCoreRequest,
+  EngineCoreRequestError,
   EngineHealth,
   EngineOptions,
   EngineStats,
@@ -122,6 +138,13 @@ export type {
 // The types of the lower layers that the engine's API speaks, so the server needs only this package.
 export { RequestRejectedError, RequestStatus, SchedulerError } from '@pagoda/scheduler';
 export type { FinishReason, SchedulerStats } from '@pagoda/scheduler';
-export { SamplingParamsError } from '@pagoda/sampling';
-export type { NormalizedSamplingParams, SampledTokenLogprobs, SamplingParams, TokenLogprob } from '@pagoda/sampling';
+export { SamplingParamsError, structuredOutputsKey, structuredOutputsSpec } from '@pagoda/sampling';
+export type {
+  NormalizedSamplingParams,
+  SampledTokenLogprobs,
+  SamplingParams,
+  StructuredOutputsParams,
+  StructuredOutputsSpec,
+  TokenLogprob,
+} from '@pagoda/sampling';
 export { formatBytes, KvCacheCapacityError, parseMemorySize } from '@pagoda/kv-cache';

@@ -19,7 +19,8 @@ export interface SampledTokenLogprobs {
 
 /**
  * Logprobs of the raw row (vLLM's default `raw_logprobs`: before penalties, temperature and truncation), so they
- * describe the model, not the sampling settings. Two passes over the row, only for rows that ask.
+ * describe the model, not the sampling settings; a grammar's allowed-token bitmask is already in the row, as in vLLM,
+ * which masks the logits before sampling. Two passes over the row, only for rows that ask.
  */
 export function rawLogprobs(
   row: Float32Array,

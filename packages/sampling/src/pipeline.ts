@@ -1,4 +1,4 @@
-import type { SamplingHistory, SamplingParams } from './sampling-params';
+import type { SamplingHistory, SamplingParams, TokenBitmask } from './sampling-params';
 import { GREEDY_TEMPERATURE } from './sampling-params';
 import { maxOf } from './softmax';
 import type { TopKBuffers } from './top-k';
@@ -7,7 +7,9 @@ import { createTopKBuffers, selectTopK } from './top-k';
 /*
  * The sampling pipeline of one logits row, in vLLM's order:
  *
- *   raw row ─► 1 logit_bias        l[id] += bias (clamped to [-100, 100])            ┐ sparse: only the ids that
+ *   raw row ─► 0 allowed tokens    a grammar's bitmask: tokens whose bit is clear → -∞ (only rows that have one;
+ *                                  vLLM applies it to the logits before the sampler, so logprobs see it too)
+ *           ─► 1 logit_bias        l[id] += bias (clamped to [-100, 100])            ┐ sparse: only the ids that
  *           ─► 2 min_tokens        EOS and stop ids → -∞ while output < min_tokens   │ the bias, the stop ids or
  *           ─► 3 repetition        prompt ∪ output ids, once each: l > 0 ? l/r : l·r │ the history name are
  *           ─► 4 frequency/presence output ids: l − count·f − (count > 0 ? p : 0)    ┘ written, in a copy of the row
@@ -36,6 +38,7 @@ export class SamplingWorkspace {
   private seenEpoch = 0;
   private outputCounts: Uint32Array | null = null;
   private allWeights: Float64Array | null = null;
+  private maskedRow: Float32Array | null = null;
 
   constructor(vocabSize: number) {
     this.vocabSize = vocabSize;
@@ -74,6 +77,11 @@ export class SamplingWorkspace {
     return (this.outputCounts ??= new Uint32Array(this.vocabSize));
   }
 
+  /** The row after step 0, kept apart from {@link work} because logprobs read it after steps 1–4 wrote theirs. */
+  masked(): Float32Array {
+    return (this.maskedRow ??= new Float32Array(this.vocabSize));
+  }
+
   rowWeights(): Float64Array {
     return (this.allWeights ??= new Float64Array(this.vocabSize));
   }
@@ -96,6 +104,26 @@ const LOGIT_BIAS_LIMIT = 100;
 
 export function isGreedy(params: SamplingParams): boolean {
   return (params.temperature ?? 1) < GREEDY_TEMPERATURE;
+}
+
+/**
+ * Step 0: `out` gets `logits` with every token the bitmask does not allow at -Infinity, ids past the mask's end
+ * included. Whole words are copied or filled at once: a grammar's masks are mostly all-set or all-clear words.
+ */
+export function applyTokenBitmask(logits: Float32Array, bitmask: TokenBitmask, out: Float32Array): Float32Array {
+  const vocabSize = logits.length;
+  for (let start = 0, word = 0; start < vocabSize; start += 32, word += 1) {
+    const bits = word < bitmask.length ? bitmask[word]! : 0;
+    const end = Math.min(start + 32, vocabSize);
+    if (bits === 0) {
+      out.fill(-Infinity, start, end);
+    } else if (bits === -1) {
+      for (let index = start; index < end; index += 1) out[index] = logits[index]!;
+    } else {
+      for (let index = start; index < end; index += 1) out[index] = (bits >>> (index - start)) & 1 ? logits[index]! : -Infinity;
+    }
+  }
+  return out;
 }
 
 /**

@@ -1,13 +1,18 @@
 import type { SampledTokenLogprobs } from './logprobs';
 import { rawLogprobs } from './logprobs';
-import { SamplingWorkspace, adjustRow, argmax, drawToken, isGreedy, truncate } from './pipeline';
-import type { SamplingHistory, SamplingParams } from './sampling-params';
+import { SamplingWorkspace, adjustRow, applyTokenBitmask, argmax, drawToken, isGreedy, truncate } from './pipeline';
+import type { SamplingHistory, SamplingParams, TokenBitmask } from './sampling-params';
 import { SeededGenerator } from './seeded-generator';
 
 /** One row of a batch: the parameters and history of the request (or of one of its n samples) it belongs to. */
 export interface SamplingRow {
   readonly params: SamplingParams;
   readonly history: SamplingHistory;
+  /**
+   * This step's allowed tokens (a grammar's bitmask), applied before every other processor: a token it masks is
+   * never sampled, greedy or not, and its logprob is -Infinity. Absent for unconstrained rows, which pay nothing.
+   */
+  readonly allowedTokenBitmask?: TokenBitmask | null;
 }
 
 /** A batch: `rows.length` logits rows of the vocabulary size each, back to back (row-major). */
@@ -33,7 +38,8 @@ export interface SamplerOptions {
 
 /**
  * Samples one token per row of a logits batch, with each row's parameters (see `pipeline.ts` for the order of the
- * processors) and, when asked, logprobs of the model's raw distribution.
+ * processors) and, when asked, logprobs of the model's raw distribution (after a row's allowed-token bitmask, as
+ * vLLM applies it to the logits before sampling).
  *
  * Randomness: every row draws a single uniform number. A seeded row takes it from its own {@link SeededGenerator},
  * keyed by the seed and the step (the number of output tokens so far), so a seeded request's tokens depend only on
@@ -61,8 +67,9 @@ export class Sampler {
     }
     const workspace = this.workspaceFor(vocabSize);
     for (let rowIndex = 0; rowIndex < rows.length; rowIndex += 1) {
-      const { params, history } = rows[rowIndex]!;
-      const raw = logits.subarray(rowIndex * vocabSize, (rowIndex + 1) * vocabSize);
+      const { params, history, allowedTokenBitmask } = rows[rowIndex]!;
+      const row = logits.subarray(rowIndex * vocabSize, (rowIndex + 1) * vocabSize);
+      const raw = allowedTokenBitmask == null ? row : applyTokenBitmask(row, allowedTokenBitmask, workspace.masked());
       const tokenId = this.sampleRow(raw, params, history, workspace);
       tokenIds[rowIndex] = tokenId;
       const topCount = params.logprobs;

@@ -1,3 +1,5 @@
+import type { StructuredOutputsParams } from './structured-outputs';
+
 /**
  * The generation parameters of one request, vLLM's `SamplingParams` in camelCase. Every field is optional; a missing
  * (or `null`) field takes vLLM's default, listed in {@link DEFAULT_SAMPLING_PARAMS}. The API (snake_case) name of
@@ -38,6 +40,12 @@ export interface SamplingParams {
   readonly includeStopStrInOutput?: boolean | null;
   /** `logprobs`: return the sampled token's logprob and this many top logprobs (0: the sampled token only). */
   readonly logprobs?: number | null;
+  /**
+   * `structured_outputs`: one grammar constraint (a JSON schema, any JSON object, a regex, a choice, an EBNF grammar
+   * or a structural tag). Plain data here: the engine compiles it and hands the sampler each step's allowed-token
+   * bitmask (`SamplingRow.allowedTokenBitmask`).
+   */
+  readonly structuredOutputs?: StructuredOutputsParams | null;
 }
 
 /** {@link SamplingParams} after `validateSamplingParams`: every field present, in range and canonical. */
@@ -61,6 +69,8 @@ export interface NormalizedSamplingParams {
   readonly ignoreEos: boolean;
   readonly includeStopStrInOutput: boolean;
   readonly logprobs: number | null;
+  /** Only its one constraint set; null when the output is free. */
+  readonly structuredOutputs: StructuredOutputsParams | null;
 }
 
 /** Temperatures below this are greedy sampling (vLLM's `_SAMPLING_EPS`). */
@@ -85,6 +95,7 @@ export const DEFAULT_SAMPLING_PARAMS: NormalizedSamplingParams = Object.freeze({
   ignoreEos: false,
   includeStopStrInOutput: false,
   logprobs: null,
+  structuredOutputs: null,
 });
 
 /**
@@ -102,3 +113,10 @@ export interface SamplingHistory {
    */
   readonly eosTokenIds?: ArrayLike<number>;
 }
+
+/**
+ * Which tokens a step may sample, as XGrammar and vLLM lay it out: token `id` is allowed when bit `id % 32` of word
+ * `Math.floor(id / 32)` is set. Ids past the mask's end are masked too (a grammar's vocabulary never exceeds the
+ * model's, and padding ids are never allowed).
+ */
+export type TokenBitmask = Int32Array;

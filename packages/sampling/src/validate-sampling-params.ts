@@ -1,6 +1,7 @@
 import { SamplingParamsError, describeValue } from './errors';
 import type { NormalizedSamplingParams, SamplingParams } from './sampling-params';
 import { DEFAULT_SAMPLING_PARAMS, GREEDY_TEMPERATURE } from './sampling-params';
+import { normalizeStructuredOutputs } from './structured-outputs';
 
 export interface ValidateSamplingParamsOptions {
   /** The model's vocabulary size: logit_bias and stop_token_ids ids must be below it. */
@@ -88,6 +89,8 @@ export function validateSamplingParams(
     });
   }
 
+  const structuredOutputs = normalizeStructuredOutputs(params.structuredOutputs);
+
   if (greedy) {
     topP = 1;
     topK = 0;
@@ -111,6 +114,7 @@ export function validateSamplingParams(
     ignoreEos,
     includeStopStrInOutput,
     logprobs,
+    structuredOutputs,
   });
 }
 

@@ -5,7 +5,7 @@ const allStatuses = Object.values(RequestStatus).filter((value): value is Reques
 
 describe('RequestStatus', () => {
   it('orders every finished status after every unfinished one', () => {
-    const unfinished = [RequestStatus.Waiting, RequestStatus.Running, RequestStatus.Preempted];
+    const unfinished = [RequestStatus.Waiting, RequestStatus.WaitingForStructuredOutput, RequestStatus.Running, RequestStatus.Preempted];
     for (const status of allStatuses) {
       expect(isFinished(status)).toBe(!unfinished.includes(status));
     }

@@ -1,15 +1,19 @@
 /**
  * A request's lifecycle. The values are ordered so that "finished" is a comparison: every status after `Preempted`
  * is a finished one (as in vLLM v1).
+ *
+ * `WaitingForStructuredOutput` (vLLM's `WAITING_FOR_FSM`): the request's grammar is still compiling. It is never
+ * scheduled until the engine calls `Scheduler.markStructuredOutputReady`; then it waits as any other.
  */
 export enum RequestStatus {
   Waiting = 0,
-  Running = 1,
-  Preempted = 2,
-  FinishedStopped = 3,
-  FinishedLengthCapped = 4,
-  FinishedAborted = 5,
-  FinishedIgnored = 6,
+  WaitingForStructuredOutput = 1,
+  Running = 2,
+  Preempted = 3,
+  FinishedStopped = 4,
+  FinishedLengthCapped = 5,
+  FinishedAborted = 6,
+  FinishedIgnored = 7,
 }
 
 /** The finish reasons of the OpenAI API. */

@@ -21,6 +21,11 @@ export interface RequestInit {
   cacheSalt?: string;
   /** Skip the prefix-cache lookup (e.g. prompt logprobs need every position computed). */
   skipPrefixCache?: boolean;
+  /**
+   * The request's grammar is still compiling: it starts in `WaitingForStructuredOutput` and is not scheduled until
+   * `Scheduler.markStructuredOutputReady` (vLLM's `WAITING_FOR_FSM`).
+   */
+  waitForStructuredOutput?: boolean;
   /** Opaque data the model runner needs for this request (e.g. sampling parameters); sent once, when it is new. */
   payload?: unknown;
 }
@@ -48,7 +53,7 @@ export class Request implements KVCacheRequest {
   /** The order in which requests were added; breaks ties between equal arrival times. */
   readonly sequence: number;
   numComputedTokens = 0;
-  status = RequestStatus.Waiting;
+  status: RequestStatus;
   numPreemptions = 0;
   /** Tokens found in the prefix cache when the request was last admitted. */
   numCachedTokens = 0;
@@ -72,6 +77,7 @@ export class Request implements KVCacheRequest {
     this.skipPrefixCache = init.skipPrefixCache ?? false;
     this.payload = init.payload;
     this.sequence = sequence;
+    this.status = init.waitForStructuredOutput === true ? RequestStatus.WaitingForStructuredOutput : RequestStatus.Waiting;
   }
 
   get numTokens(): number {

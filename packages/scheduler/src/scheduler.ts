@@ -55,11 +55,17 @@ const defaultClock: Clock = () => performance.now() / 1000;
  * is preempted by recompute (blocks freed, back to the waiting queue, generated tokens kept) until it does. Then,
  * if nothing was preempted, waiting requests are admitted in queue order while the token budget, the sequence
  * budget and the KV cache allow; a waiting request that doesn't fit stops admission (no overtaking under FCFS).
+ *
+ * A request added with `waitForStructuredOutput` sits apart until `markStructuredOutputReady`: the others are
+ * scheduled meanwhile, and it then joins the waiting queue (at the back under FCFS; by priority and arrival under
+ * the priority policy).
  */
 export class Scheduler {
   readonly config: Required<SchedulerConfig>;
   private readonly requests = new Map<string, Request>();
   private readonly waiting: RequestQueue;
+  /** Requests whose grammar is compiling: out of the waiting queue, so admission never looks at them. */
+  private readonly waitingForStructuredOutput = new Map<string, Request>();
   private running: Request[] = [];
   private finishedRequestIds: string[] = [];
   /** The last step's output and its requests, so `updateFromOutput` need not look each one up by id. */
@@ -135,8 +141,27 @@ export class Scheduler {
     }
     const request = new Request(init, this.clock(), this.sequence++);
     this.requests.set(request.requestId, request);
-    this.waiting.add(request);
+    if (request.status === RequestStatus.WaitingForStructuredOutput) this.waitingForStructuredOutput.set(request.requestId, request);
+    else this.waiting.add(request);
     return request;
+  }
+
+  /**
+   * The request's grammar is ready: it becomes schedulable. Returns false for a request that is not waiting for one
+   * (unknown, finished, or already marked), so a late compilation result is harmless.
+   */
+  markStructuredOutputReady(requestId: string): boolean {
+    const request = this.waitingForStructuredOutput.get(requestId);
+    if (request === undefined) return false;
+    this.waitingForStructuredOutput.delete(requestId);
+    request.status = RequestStatus.Waiting;
+    this.waiting.add(request);
+    return true;
+  }
+
+  /** Requests whose grammar is still compiling. */
+  get numWaitingForStructuredOutput(): number {
+    return this.waitingForStructuredOutput.size;
   }
 
   getRequest(requestId: string): Request | undefined {
@@ -151,8 +176,9 @@ export class Scheduler {
     return this.running.length;
   }
 
+  /** Waiting requests, those whose grammar is compiling included. */
   get numWaitingRequests(): number {
-    return this.waiting.length;
+    return this.waiting.length + this.waitingForStructuredOutput.size;
   }
 
   /** Plans one step. See the class comment for the order of decisions. */
@@ -325,6 +351,7 @@ export class Scheduler {
       const request = this.requests.get(requestId);
       if (request === undefined) continue;
       if (request.status === RequestStatus.Running) anyRunning = true;
+      else if (request.status === RequestStatus.WaitingForStructuredOutput) this.waitingForStructuredOutput.delete(requestId);
       else this.waiting.remove(request);
       this.finish(request, status);
     }
@@ -335,7 +362,7 @@ export class Scheduler {
     const prefix = this.kvCacheManager.prefixCacheStats;
     return {
       numRunningRequests: this.running.length,
-      numWaitingRequests: this.waiting.length,
+      numWaitingRequests: this.numWaitingRequests,
       kvCacheUsage: this.kvCacheManager.usage,
       numPreemptionsTotal: this.numPreemptionsTotal,
       prefixCacheQueries: prefix.queries,

@@ -39,6 +39,7 @@ port.on('message', (message: ToWorkerMessage) => {
       break;
     case 'shutdown':
       shuttingDown = true;
+      core.interruptIdleWait();
       break;
     case 'inject-fault':
       if (message.target === 'rank') core.executor.execute(rankExitRequest).catch(() => undefined);
@@ -50,6 +51,8 @@ port.on('message', (message: ToWorkerMessage) => {
 
 async function main(): Promise<void> {
   core = await createEngineCore({ modelDir: data.modelDir, options: data.options });
+  // A grammar that fails to compile ends its request between steps: the frontend hears of it at once.
+  core.requestErrorListener = ({ requestId, error }) => post({ type: 'request-error', requestId, error: serializeError(error) });
   post({ type: 'ready', stats: core.makeStats(), kvCache: core.kvCache, startupLog: core.startupLog });
   while (!shuttingDown) {
     if (injectedFault !== undefined) throw new Error(injectedFault);

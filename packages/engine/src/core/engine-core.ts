@@ -1,7 +1,13 @@
 import type { KvCachePlan } from '@pagoda/kv-cache';
 import type { NormalizedSamplingParams, SampledTokenLogprobs, Sampler, SamplingRow } from '@pagoda/sampling';
 import { type FinishReason, RequestStatus, type Scheduler, type SchedulerOutput, type SchedulerStats } from '@pagoda/scheduler';
+import { PagodaEngineError } from '../errors';
 import type { ModelRunnerOutput, ModelRunnerRequest } from '../model-step';
+import {
+  type PendingBitmasks,
+  StructuredOutputManager,
+  type StructuredOutputManagerOptions,
+} from '../structured-output/structured-output-manager';
 
 /** What the engine core needs from a model runner: one batched step, and a way to let go of it. */
 export interface ModelExecutor {
@@ -47,6 +53,8 @@ interface InFlightBatch {
   readonly modelOutput: Promise<ModelRunnerOutput>;
   /** Requests preempted after this batch was scheduled: their tokens from it are void, even if they run again. */
   readonly voided: Set<string>;
+  /** The grammar worker's bitmasks for the batch's constrained rows, computed while the model runs. */
+  readonly bitmasks: PendingBitmasks | undefined;
 }
 
 /** Options of {@link EngineCore}. */
@@ -60,6 +68,17 @@ export interface EngineCoreOptions {
   readonly kvCache?: KvCachePlan;
   /** What setting up the executor found (a GPU's memory plan, the KV pool self-check), for the start-up log. */
   readonly startupLog?: readonly string[];
+  /**
+   * Structured outputs (grammar-constrained decoding): the checkpoint and vocabulary the grammar worker builds its
+   * tokenizer info from. Without it, a request with `structuredOutputs` is refused.
+   */
+  readonly structuredOutputs?: Omit<StructuredOutputManagerOptions, 'onReady' | 'onError'>;
+}
+
+/** A request the core ended on its own, after accepting it: its grammar did not compile. */
+export interface EngineCoreRequestError {
+  readonly requestId: string;
+  readonly error: PagodaEngineError;
 }
 
 /**
@@ -78,6 +97,11 @@ export interface EngineCoreOptions {
  *                        step: schedule B → submit B, sample A, update, return A's news
  *                        step: schedule C → submit C, sample B, ...
  * ```
+ *
+ * Structured outputs: a constrained request waits in the scheduler while the grammar worker compiles its grammar
+ * (a step with nothing else to run waits for it without spinning). Each submitted batch asks the worker for its
+ * constrained rows' bitmasks before the model runs, so they are computed meanwhile; completing the batch awaits
+ * them, hands them to the sampler, and sends the new tokens back. Unconstrained rows take no part in any of it.
  */
 export class EngineCore {
   private readonly blockTables = new Map<string, number[]>();
@@ -86,6 +110,17 @@ export class EngineCore {
   private readonly maxBatchesInFlight: number;
   readonly kvCache: KvCachePlan | undefined;
   readonly startupLog: readonly string[];
+  /** Absent unless the core was built with `structuredOutputs`. */
+  readonly structuredOutput: StructuredOutputManager | undefined;
+  /** Per constrained batch: how long completing it waited for the worker's bitmasks after the model's run, in ms. */
+  readonly bitmaskWaitMs: number[] = [];
+  /**
+   * Called when the core ends a request it had accepted (its grammar did not compile). Without a listener, the
+   * errors wait for {@link takeRequestErrors}.
+   */
+  requestErrorListener: ((error: EngineCoreRequestError) => void) | undefined = undefined;
+  private readonly requestErrors: EngineCoreRequestError[] = [];
+  private wakeIdle: (() => void) | undefined = undefined;
 
   constructor(
     readonly scheduler: Scheduler,
@@ -96,11 +131,36 @@ export class EngineCore {
     this.maxBatchesInFlight = options.maxBatchesInFlight ?? 1;
     this.kvCache = options.kvCache;
     this.startupLog = options.startupLog ?? [];
+    this.structuredOutput =
+      options.structuredOutputs === undefined
+        ? undefined
+        : new StructuredOutputManager({
+            ...options.structuredOutputs,
+            onReady: (requestId) => {
+              this.scheduler.markStructuredOutputReady(requestId);
+              this.wake();
+            },
+            onError: (requestId, error) => {
+              this.scheduler.finishRequests(requestId, RequestStatus.FinishedAborted);
+              this.forget(requestId);
+              const failure = { requestId, error };
+              if (this.requestErrorListener !== undefined) this.requestErrorListener(failure);
+              else this.requestErrors.push(failure);
+              this.wake();
+            },
+          });
   }
 
-  /** Queues a request; throws the scheduler's `RequestRejectedError` for one that could never run. */
+  /**
+   * Queues a request; throws the scheduler's `RequestRejectedError` for one that could never run, and for a
+   * constraint already known not to compile, its `StructuredOutputError`.
+   */
   addRequest(request: EngineCoreRequest): void {
     const params = request.samplingParams;
+    const constrained = params.structuredOutputs != null;
+    if (constrained && this.structuredOutput === undefined) {
+      throw new PagodaEngineError('structured_outputs_unavailable', 'this engine core was built without structured outputs');
+    }
     const added = this.scheduler.addRequest({
       requestId: request.requestId,
       promptTokenIds: request.promptTokenIds,
@@ -113,18 +173,35 @@ export class EngineCore {
       ...(request.cacheSalt === undefined ? {} : { cacheSalt: request.cacheSalt }),
       ...(request.arrivalTime === undefined ? {} : { arrivalTime: request.arrivalTime }),
       payload: { samplingParams: params } satisfies RequestPayload,
+      waitForStructuredOutput: constrained,
     });
     // The sampler reads the scheduler's own growing arrays: no copies per step.
     this.samplingRows.set(request.requestId, {
       params,
       history: { promptTokenIds: added.promptTokenIds, outputTokenIds: added.outputTokenIds, eosTokenIds: request.eosTokenIds },
     });
+    if (constrained) {
+      try {
+        this.structuredOutput!.addRequest(request.requestId, params.structuredOutputs!, added.promptTokenIds, request.eosTokenIds);
+      } catch (error) {
+        this.scheduler.finishRequests(request.requestId, RequestStatus.FinishedAborted);
+        this.forget(request.requestId);
+        throw error;
+      }
+    }
+    this.wake();
+  }
+
+  /** The requests the core ended on its own since the last call (when no listener takes them). */
+  takeRequestErrors(): EngineCoreRequestError[] {
+    return this.requestErrors.splice(0);
   }
 
   /** Ends requests between steps: aborts (default), or stops the frontend found (a stop string). */
   finishRequests(requestIds: readonly string[], status: RequestStatus = RequestStatus.FinishedAborted): void {
     this.scheduler.finishRequests(requestIds, status);
     for (const requestId of requestIds) this.forget(requestId);
+    this.wake();
   }
 
   /** True while requests wait or run, or a batch is still in flight. */
@@ -149,7 +226,10 @@ export class EngineCore {
       }
     }
     const oldest = this.batchQueue.shift();
-    return oldest === undefined ? [] : this.completeBatch(oldest);
+    if (oldest !== undefined) return this.completeBatch(oldest);
+    // Nothing could run but grammars are compiling: wait for one (or for any new request or abort), not spin.
+    if (this.scheduler.numWaitingForStructuredOutput > 0) await new Promise<void>((resolve) => (this.wakeIdle = resolve));
+    return [];
   }
 
   /** Schedules a batch and hands it to the executor without waiting; undefined when nothing is scheduled. */
@@ -185,6 +265,8 @@ export class EngineCore {
       addRun(requestId, cached.newTokenIds[index]!, cached.numComputedTokens[index]!, blockTable);
     }
 
+    // Asked before the model runs, so the grammar worker computes the masks meanwhile.
+    const bitmasks = this.structuredOutput?.requestBitmasks(sampledRequestIds);
     const modelOutput = this.executor.execute(runnerRequests);
     // Awaited when the batch completes; until then a failure must not count as unhandled.
     modelOutput.catch(() => undefined);
@@ -194,13 +276,26 @@ export class EngineCore {
       rows: sampledRequestIds.map((requestId) => this.samplingRows.get(requestId)!),
       modelOutput,
       voided: new Set(),
+      bitmasks,
     };
   }
 
   /** Waits for a batch's logits, samples them and applies the tokens. */
   private async completeBatch(batch: InFlightBatch): Promise<EngineCoreOutput[]> {
     const modelOutput = await batch.modelOutput;
-    const sampled = this.sampler.sample({ logits: modelOutput.logits, rows: batch.rows });
+    let rows = batch.rows;
+    if (batch.bitmasks !== undefined) {
+      const { rowOf, words } = batch.bitmasks;
+      const waitStarted = performance.now();
+      const bitmask = await batch.bitmasks.bitmask;
+      this.bitmaskWaitMs.push(performance.now() - waitStarted);
+      if (this.bitmaskWaitMs.length > 10_000) this.bitmaskWaitMs.splice(0, 5_000);
+      rows = rows.map((row, index) => {
+        const maskRow = rowOf[index]!;
+        return maskRow < 0 ? row : { ...row, allowedTokenBitmask: bitmask.subarray(maskRow * words, (maskRow + 1) * words) };
+      });
+    }
+    const sampled = this.sampler.sample({ logits: modelOutput.logits, rows });
     const sampledTokenIds: Record<string, number[]> = {};
     const logprobsByRequest = new Map<string, SampledTokenLogprobs>();
     batch.sampledRequestIds.forEach((requestId, row) => {
@@ -213,6 +308,8 @@ export class EngineCore {
     const updates = this.scheduler.updateFromOutput(batch.schedulerOutput, { sampledTokenIds });
     return updates.map((update) => {
       const logprobs = logprobsByRequest.get(update.requestId);
+      // The matcher follows exactly the tokens the scheduler appended: voided ones never reach it.
+      this.structuredOutput?.acceptTokens(update.requestId, update.newTokenIds);
       if (update.finishReason !== undefined) this.forget(update.requestId);
       return {
         requestId: update.requestId,
@@ -228,11 +325,24 @@ export class EngineCore {
   /** Releases the model executor. */
   async shutdown(): Promise<void> {
     await Promise.allSettled(this.batchQueue.map((batch) => batch.modelOutput));
+    await this.structuredOutput?.shutdown();
     await this.executor.release();
   }
 
   private forget(requestId: string): void {
     this.blockTables.delete(requestId);
     this.samplingRows.delete(requestId);
+    this.structuredOutput?.removeRequests([requestId]);
+  }
+
+  /** Ends a step's wait for a compiling grammar early: the caller has news for the loop (a shutdown). */
+  interruptIdleWait(): void {
+    this.wake();
+  }
+
+  private wake(): void {
+    const wakeIdle = this.wakeIdle;
+    this.wakeIdle = undefined;
+    wakeIdle?.();
   }
 }

@@ -8,6 +8,7 @@ import { defaultGpuBlockSize, type GpuProbe, nvidiaSmiProbe, pagedBlockSizeProbl
 import { metadataEntriesFor } from '../paged/paged-batch';
 import { onnxRuntimeVersion } from '../runtime';
 import { modelShape } from '../parallel/rank-weights';
+import { type ReasoningMarkers, type ReasoningParserName, reasoningParsers } from '../structured-output/reasoning';
 
 /** Deployment settings, named as vLLM's engine arguments in camelCase. Every one is optional. */
 export interface EngineOptions {
@@ -80,6 +81,16 @@ export interface EngineOptions {
   tokenizerPoolTimeoutMs?: number;
   /** Each tokenizer worker's JavaScript heap limit, in MiB (default 1024). */
   tokenizerPoolMaxHeapMb?: number;
+  /**
+   * vLLM's `--reasoning-parser`: the model thinks between `<think>` and `</think>` (`qwen3`, `deepseek_r1`), and a
+   * request's structured-output constraint starts only after `</think>`, in the prompt or the output.
+   */
+  reasoningParser?: ReasoningParserName;
+  /** vLLM's `--structured-outputs-config`. */
+  structuredOutputsConfig?: {
+    /** JSON without free whitespace between its elements, so a model cannot pad it forever (default false). */
+    disableAnyWhitespace?: boolean;
+  };
 }
 
 /** An engine option out of range; `param` is the option's name as the CLI and vLLM spell it. */
@@ -115,6 +126,10 @@ export interface ResolvedEngineOptions {
   tokenizerPoolSize: number;
   tokenizerPoolTimeoutMs: number;
   tokenizerPoolMaxHeapMb: number;
+  reasoningParser: ReasoningParserName | undefined;
+  /** The reasoning parser's marker ids in this model's vocabulary; filled in with the tokenizer (`loadModelContext`). */
+  reasoningMarkers: ReasoningMarkers | undefined;
+  structuredOutputsConfig: { disableAnyWhitespace: boolean };
   /**
    * The KV cache's plan. On a GPU without kvCacheMemory it is made when the engine core starts (from a profiling
    * run) and is undefined until then; LLM and AsyncLLM fill it in once they are ready.
@@ -248,6 +263,17 @@ export function resolveEngineOptions(
   if (tokenizerPoolMaxHeapMb < 64) {
     throw new EngineOptionsError('tokenizer_pool_max_heap_mb', `tokenizer_pool_max_heap_mb must be at least 64 (MiB), got ${tokenizerPoolMaxHeapMb}`);
   }
+  const reasoningParser = options.reasoningParser;
+  if (reasoningParser !== undefined && !Object.hasOwn(reasoningParsers, reasoningParser)) {
+    throw new EngineOptionsError(
+      'reasoning_parser',
+      `reasoning_parser must be one of ${Object.keys(reasoningParsers).join(', ')}, got ${JSON.stringify(reasoningParser)}`,
+    );
+  }
+  const disableAnyWhitespace = options.structuredOutputsConfig?.disableAnyWhitespace ?? false;
+  if (typeof disableAnyWhitespace !== 'boolean') {
+    throw new EngineOptionsError('structured_outputs_config', `structured_outputs_config.disable_any_whitespace must be a boolean, got ${JSON.stringify(disableAnyWhitespace)}`);
+  }
   return {
     loadFormat: oneOf('load_format', options.loadFormat, ['safetensors', 'dummy'] as const),
     device,
@@ -270,6 +296,9 @@ export function resolveEngineOptions(
     tokenizerPoolSize,
     tokenizerPoolTimeoutMs,
     tokenizerPoolMaxHeapMb,
+    reasoningParser,
+    reasoningMarkers: undefined,
+    structuredOutputsConfig: { disableAnyWhitespace },
     kvCache,
   };
 }

@@ -11,7 +11,8 @@ import { nvidiaSmiProbe } from '../paged/gpu-device';
 import { createPagedRunner } from '../paged/paged-setup';
 import { createParallelModelExecutor } from '../parallel/parallel-executor';
 import { EngineCore, type ModelExecutor } from './engine-core';
-import { type EngineOptions, resolveEngineOptions, type ResolvedEngineOptions } from './engine-options';
+import { type EngineOptions, EngineOptionsError, resolveEngineOptions, type ResolvedEngineOptions } from './engine-options';
+import { type ReasoningMarkers, reasoningParsers } from '../structured-output/reasoning';
 import type { FrontendRequest } from './output-processor';
 
 /** What the frontend knows of the model: enough to tokenize, validate and detokenize without the core. */
@@ -44,8 +45,20 @@ export async function loadModelContext(model: string, engineOptions: EngineOptio
     loadGenerationConfig(modelDir),
   ]);
   const options = resolveEngineOptions(engineOptions, modelConfig);
+  options.reasoningMarkers = resolveReasoningMarkers(options, tokenizer);
   const eosTokenIds = [...new Set([...modelConfig.eosTokenIds, ...generationConfig.eosTokenIds, ...(tokenizer.eosTokenId === undefined ? [] : [tokenizer.eosTokenId])])];
   return { modelDir, modelConfig, tokenizer, generationConfig, options, eosTokenIds };
+}
+
+/** The reasoning parser's markers in the tokenizer's vocabulary; an `EngineOptionsError` when it has no end marker. */
+function resolveReasoningMarkers(options: ResolvedEngineOptions, tokenizer: TextTokenizer): ReasoningMarkers | undefined {
+  if (options.reasoningParser === undefined) return undefined;
+  const { start, end } = reasoningParsers[options.reasoningParser];
+  const endTokenId = tokenizer.tokenizer.token_to_id(end);
+  if (endTokenId === undefined) {
+    throw new EngineOptionsError('reasoning_parser', `reasoning_parser ${options.reasoningParser} needs the token ${end}, which this model's vocabulary lacks`);
+  }
+  return { startTokenId: tokenizer.tokenizer.token_to_id(start) ?? undefined, endTokenId };
 }
 
 /**
@@ -128,11 +141,19 @@ export async function createEngineCore(
     },
     kvCacheManager,
   );
+  const modelConfig = await loadModelConfig(context.modelDir);
   // Each pipeline stage works on its own batch: stage 0 takes batch N + 1 while the last stage finishes batch N.
   return new EngineCore(scheduler, executor, new Sampler(), {
     maxBatchesInFlight: options.pipelineParallelSize,
     kvCache,
     startupLog,
+    // The grammar worker starts with the first constrained request; until then this costs nothing.
+    structuredOutputs: {
+      modelDir: context.modelDir,
+      vocabSize: modelConfig.vocabSize,
+      disableAnyWhitespace: options.structuredOutputsConfig.disableAnyWhitespace,
+      ...(options.reasoningMarkers === undefined ? {} : { reasoning: options.reasoningMarkers }),
+    },
   });
 }
 

@@ -1,7 +1,7 @@
 export { AsyncLLM, EngineDeadError, EngineRequestError } from './async-llm';
 export type { EngineHealth, GenerateRequest } from './async-llm';
 export { EngineCore } from './engine-core';
-export type { EngineCoreOptions, EngineCoreOutput, EngineCoreRequest, ModelExecutor } from './engine-core';
+export type { EngineCoreOptions, EngineCoreOutput, EngineCoreRequest, EngineCoreRequestError, ModelExecutor } from './engine-core';
 export { EngineOptionsError, resolveEngineOptions } from './engine-options';
 export type { EngineOptions, ResolvedEngineOptions } from './engine-options';
 export { checkPromptBytes, createEngineCore, loadModelContext, maxPromptBytes, prepareRequest, renderChat, resolveSamplingParams } from './engine-setup';

@@ -87,16 +87,20 @@ export class LLM {
     );
     const processor = this.processor;
     const finals = new Map<string, RequestOutput>();
-    for (const request of requests) for (const coreRequest of processor.addRequest(request)) this.core.addRequest(coreRequest);
     try {
+      // Inside the try: the core may refuse one (a constraint known not to compile), and none may stay behind.
+      for (const request of requests) for (const coreRequest of processor.addRequest(request)) this.core.addRequest(coreRequest);
       while (processor.numUnfinishedRequests > 0) {
         const processed = processor.processOutputs(await this.core.step());
+        // A grammar that did not compile ended its request in the core: the call fails, as for any invalid input.
+        const [failure] = this.core.takeRequestErrors();
+        if (failure !== undefined) throw failure.error;
         if (processed.requestsToStop.length > 0) this.core.finishRequests(processed.requestsToStop, stopStringStatus);
         for (const coreRequest of processed.requestsToAdd) this.core.addRequest(coreRequest);
         for (const delta of processed.deltas) finals.set(delta.requestId, accumulate(finals.get(delta.requestId), delta));
       }
     } catch (error) {
-      // A failed step (the model run threw) leaves no request behind in the core.
+      // A failed step (the model run threw) or a refused request leaves no request behind in the core.
       this.core.finishRequests(requests.flatMap((request) => processor.abortRequest(request.requestId)?.coreRequestIds ?? []));
       throw error;
     }
