@@ -7,13 +7,14 @@ export default defineConfig({
   // grammar worker only.
   entry: {
     index: 'src/index.ts',
+    test: 'src/test.ts',
     'engine-core-worker': 'src/core/engine-core-worker.ts',
     'rank-worker': 'src/parallel/rank-worker.ts',
     'frontend-worker': 'src/frontend/frontend-worker.ts',
     'grammar-worker': 'src/structured-output/grammar-worker.ts',
   },
   format: ['esm'],
-  dts: { entry: 'src/index.ts' },
+  dts: { entry: { index: 'src/index.ts', test: 'src/test.ts' } },
   sourcemap: true,
   clean: true,
   target: 'node20',

@@ -19,6 +19,9 @@ describe('pagoda serve arguments', () => {
       timeoutKeepAlive: 5,
       timeoutGracefulShutdown: 30,
       limitConcurrency: undefined,
+      toolCallParser: undefined,
+      enableAutoToolChoice: false,
+      reasoningParser: undefined,
       logLevel: 'info',
       logFormat: 'auto',
       disableLogRequests: false,
@@ -89,6 +92,12 @@ describe('pagoda serve arguments', () => {
     expect(() => readChatTemplateOption('templates/missing.jinja', here)).toThrow(/--chat-template "templates\/missing.jinja" names no readable file \(ENOENT\)/);
   });
 
+  it('reads the tool, reasoning and structured-output flags', () => {
+    const options = parseServeArgs(['--tool-call-parser', 'hermes', '--enable-auto-tool-choice', '--reasoning-parser', 'qwen3', '--structured-outputs-config', '{"disable_any_whitespace": true}'], {});
+    expect(options).toMatchObject({ toolCallParser: 'hermes', enableAutoToolChoice: true, reasoningParser: 'qwen3' });
+    expect(options.engine).toMatchObject({ reasoningParser: 'qwen3', structuredOutputsConfig: { disableAnyWhitespace: true } });
+  });
+
   it('takes the API key from PAGODA_API_KEY', () => {
     expect(parseServeArgs([], { PAGODA_API_KEY: 'from-env' }).apiKey).toBe('from-env');
   });
@@ -105,6 +114,9 @@ describe('pagoda serve arguments', () => {
     [['--limit-concurrency', '0'], /--limit-concurrency must be a positive integer, got 0/],
     [['--log-level', 'loud'], /--log-level must be one of/],
     [['--log-format', 'xml'], /--log-format must be auto, json or text/],
+    [['--tool-call-parser', 'pythonic'], /--tool-call-parser must be one of hermes, llama3_json, mistral/],
+    [['--structured-outputs-config', 'yes'], /--structured-outputs-config must be a JSON object/],
+    [['--structured-outputs-config', '{"backend": "guidance"}'], /takes disable_any_whitespace, got backend/],
   ])('refuses %j with a usage error', (argv, message) => {
     expect(() => parseServeArgs(argv, {})).toThrow(UsageError);
     expect(() => parseServeArgs(argv, {})).toThrow(message);

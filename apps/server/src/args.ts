@@ -26,6 +26,11 @@ export interface ServeOptions {
   timeoutGracefulShutdown: number;
   /** Most connections open at once. */
   limitConcurrency: number | undefined;
+  /** vLLM's `--tool-call-parser`; undefined: the one the chat template implies. */
+  toolCallParser: string | undefined;
+  enableAutoToolChoice: boolean;
+  /** vLLM's `--reasoning-parser` (also given to the engine, so constraints start after the reasoning). */
+  reasoningParser: string | undefined;
   logLevel: string;
   logFormat: 'auto' | 'json' | 'text';
   disableLogRequests: boolean;
@@ -64,6 +69,13 @@ Serving
   --log-level LEVEL              fatal, error, warn, info (default), debug, trace or silent
   --log-format auto|json|text    json lines (pino), or text; auto: text on a terminal, json otherwise
   --disable-log-requests         no log line per request
+
+Tools, reasoning and structured outputs (as vLLM)
+  --tool-call-parser hermes|llama3_json|mistral   how tool calls are read and forced (default: the one the model's
+                                 chat template implies, e.g. hermes for Qwen's <tool_call>)
+  --enable-auto-tool-choice      tool_choice "auto" (the default with tools) reads calls from the output
+  --reasoning-parser qwen3|deepseek_r1   <think>…</think> becomes reasoning_content; constraints start after it
+  --structured-outputs-config JSON   e.g. '{"disable_any_whitespace": true}': JSON without free whitespace
 
 Tokenizer pool (chat templates and tokenization run in worker processes, off the event loop)
   --tokenizer-pool-size N        worker processes (default 2), each with its own copy of the tokenizer
@@ -117,6 +129,24 @@ function integer(flag: string, value: string | undefined): number | undefined {
   return Number(value);
 }
 
+/** `--structured-outputs-config`: vLLM's JSON (`{"disable_any_whitespace": true}`) as the engine option. */
+function structuredOutputsConfig(value: string | undefined): EngineOptions['structuredOutputsConfig'] {
+  if (value === undefined) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    throw new UsageError(`--structured-outputs-config must be a JSON object, got ${JSON.stringify(value)}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new UsageError(`--structured-outputs-config must be a JSON object, got ${JSON.stringify(value)}`);
+  }
+  const { disable_any_whitespace: disableAnyWhitespace, ...rest } = parsed as Record<string, unknown>;
+  const unknown = Object.keys(rest);
+  if (unknown.length > 0) throw new UsageError(`--structured-outputs-config takes disable_any_whitespace, got ${unknown.join(', ')}`);
+  return { ...(disableAnyWhitespace === undefined ? {} : { disableAnyWhitespace: disableAnyWhitespace as boolean }) };
+}
+
 function positiveSeconds(flag: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   const seconds = Number(value);
@@ -158,6 +188,10 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
         'log-level': { type: 'string' },
         'log-format': { type: 'string' },
         'disable-log-requests': { type: 'boolean' },
+        'tool-call-parser': { type: 'string' },
+        'enable-auto-tool-choice': { type: 'boolean' },
+        'reasoning-parser': { type: 'string' },
+        'structured-outputs-config': { type: 'string' },
         device: { type: 'string' },
         dtype: { type: 'string' },
         'model-runner': { type: 'string' },
@@ -234,6 +268,12 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
   set('schedulingPolicy', string('scheduling-policy') as EngineOptions['schedulingPolicy']);
   set('longPrefillTokenThreshold', numbers['long-prefill-token-threshold']);
   set('tokenizerPoolSize', numbers['tokenizer-pool-size']);
+  set('reasoningParser', string('reasoning-parser') as EngineOptions['reasoningParser']);
+  set('structuredOutputsConfig', structuredOutputsConfig(string('structured-outputs-config')));
+  const toolCallParser = string('tool-call-parser');
+  if (toolCallParser !== undefined && !['hermes', 'llama3_json', 'mistral'].includes(toolCallParser)) {
+    throw new UsageError(`--tool-call-parser must be one of hermes, llama3_json, mistral, got ${JSON.stringify(toolCallParser)}`);
+  }
   set('tokenizerPoolTimeoutMs', seconds['tokenizer-pool-timeout'] === undefined ? undefined : Math.ceil(seconds['tokenizer-pool-timeout'] * 1000));
   return {
     model: string('model') ?? defaultModelDir,
@@ -251,6 +291,9 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
     timeoutKeepAlive: seconds['timeout-keep-alive'] ?? 5,
     timeoutGracefulShutdown: seconds['timeout-graceful-shutdown'] ?? 30,
     limitConcurrency: numbers['limit-concurrency'],
+    toolCallParser,
+    enableAutoToolChoice: values['enable-auto-tool-choice'] === true,
+    reasoningParser: string('reasoning-parser'),
     logLevel,
     logFormat,
     disableLogRequests: values['disable-log-requests'] === true,

@@ -1,5 +1,5 @@
 import { AsyncLLM, formatBytes } from '@pagoda/engine';
-import { createPagodaServer, type PagodaServer } from '@pagoda/server';
+import { createPagodaServer, type PagodaServer, type PagodaServerOptions } from '@pagoda/server';
 import { basename, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { readChatTemplateOption, type ServeOptions } from './args';
@@ -61,6 +61,9 @@ export async function serve(
     trustRequestChatTemplate: options.trustRequestChatTemplate,
     keepAliveTimeoutMs: Math.round(options.timeoutKeepAlive * 1000),
     maxConnections: options.limitConcurrency,
+    toolCallParser: options.toolCallParser as PagodaServerOptions['toolCallParser'],
+    enableAutoToolChoice: options.enableAutoToolChoice,
+    reasoningParser: options.reasoningParser as PagodaServerOptions['reasoningParser'],
     ...(logger === undefined ? {} : { logger }),
   });
   const address = await server.listen(options.port, options.host);

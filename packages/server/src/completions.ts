@@ -1,4 +1,4 @@
-import type { CompletionOutput } from '@pagoda/engine';
+import type { CompletionOutput, RequestOutput } from '@pagoda/engine';
 import { randomUUID } from 'node:crypto';
 import { admitted, checkModel, checkSamplingFields, drive, type HandlerContext, now, startRequests, usageOf } from './generation';
 import { ApiError } from './http-error';
@@ -48,7 +48,7 @@ export async function handleCompletions(context: HandlerContext, body: Completio
   });
 
   if (!fields.stream) {
-    const finals = await drive(context, sink, requests, n, () => undefined);
+    const finals = await drive(context, sink, requests, n, () => undefined, fields);
     if (sink.signal.aborted) return;
     sink.json(200, {
       id,
@@ -62,7 +62,7 @@ export async function handleCompletions(context: HandlerContext, body: Completio
   }
 
   const echoed = prompts.map(() => new Set<number>());
-  const finals = await drive(context, sink, requests, n, (index, delta) => {
+  const onDelta = (index: number, delta: RequestOutput) => {
     for (const completion of delta.outputs) {
       let text = completion.text;
       if (echo && !echoed[index]!.has(completion.index)) {
@@ -71,7 +71,8 @@ export async function handleCompletions(context: HandlerContext, body: Completio
       }
       sink.event({ id, object: 'text_completion', created, model: context.servedModelName, choices: [choice(index, completion, text)] });
     }
-  });
+  };
+  const finals = await drive(context, sink, requests, n, onDelta, fields);
   if (sink.signal.aborted) return;
   if (fields.includeUsage) sink.event({ id, object: 'text_completion', created, model: context.servedModelName, choices: [], usage: usageOf(finals) });
   sink.done();

@@ -1,7 +1,10 @@
 import { accumulate, type AsyncLLM, type NormalizedSamplingParams, type RequestOutput, resolveSamplingParams } from '@pagoda/engine';
 import { ApiError } from './http-error';
 import type { PagodaMetrics } from './pagoda-metrics';
+import type { ReasoningParserName } from './parsers';
+import type { ToolSettings } from './tool-calls';
 import type { GenerationFields } from './protocol';
+import { renameConstraintParam } from './structured-output-fields';
 import type { ResponseSink } from './sink';
 
 /** The engine surface the server uses (an `AsyncLLM`, or anything shaped like it). */
@@ -51,6 +54,10 @@ export interface HandlerContext {
   readonly trustRequestChatTemplate: boolean;
   readonly metrics: PagodaMetrics;
   readonly admission: Admission;
+  /** `--tool-call-parser` (or the chat template's format) and `--enable-auto-tool-choice`. */
+  readonly tools: ToolSettings;
+  /** `--reasoning-parser`: the text between `<think>` and `</think>` is `reasoning_content`. */
+  readonly reasoningParser: ReasoningParserName | undefined;
 }
 
 export interface StartedRequest {
@@ -80,12 +87,13 @@ export function checkModel(context: HandlerContext, model: string | null | undef
 }
 
 /**
- * An engine error named as the client named the field: chat's `max_completion_tokens` for `max_tokens`, and its
- * `messages` for the prompt they render to.
+ * An engine error named as the client named the field: chat's `max_completion_tokens` for `max_tokens`, its
+ * `messages` for the prompt they render to, and the constraint's own field (`response_format`, `guided_json`).
  */
-function renameParam(error: unknown, fields: GenerationFields, promptParam: 'prompt' | 'messages'): unknown {
+export function renameParam(error: unknown, fields: GenerationFields, promptParam: 'prompt' | 'messages'): unknown {
   const param = (error as { param?: unknown }).param;
   if (!(error instanceof Error)) return error;
+  if (typeof param === 'string' && param.startsWith('structured_outputs')) return renameConstraintParam(error, fields.constraint);
   if (param === 'max_tokens' && fields.maxTokensParam !== 'max_tokens') {
     return new ApiError(400, error.message.replace(/\bmax_tokens\b/g, fields.maxTokensParam), fields.maxTokensParam);
   }
@@ -158,6 +166,8 @@ export async function drive(
   requests: readonly StartedRequest[],
   sequencesPerRequest: number,
   onDelta: (promptIndex: number, delta: RequestOutput) => void,
+  fields?: GenerationFields,
+  promptParam: 'prompt' | 'messages' = 'prompt',
 ): Promise<RequestOutput[]> {
   const finals: Array<RequestOutput | undefined> = requests.map(() => undefined);
   const firstSeen = requests.map(() => false);
@@ -184,6 +194,9 @@ export async function drive(
         }
       }),
     );
+  } catch (error) {
+    abortAll();
+    throw fields === undefined ? error : renameParam(error, fields, promptParam);
   } finally {
     sink.signal.removeEventListener('abort', abortAll);
     requests.forEach((_, index) => markRunning(index));

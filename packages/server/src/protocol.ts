@@ -1,5 +1,6 @@
 import type { ChatMessage as EngineChatMessage, SamplingParams } from '@pagoda/engine';
 import { ApiError } from './http-error';
+import { readConstraint, type RequestedConstraint } from './structured-output-fields';
 import type { ChatCompletionRequest, ChatMessage, CompletionRequest } from './schemas';
 
 /** Most prompts one completions request may carry (each becomes n sequences). */
@@ -27,6 +28,8 @@ export interface GenerationFields {
   readonly stream: boolean;
   readonly includeUsage: boolean;
   readonly priority: number | undefined;
+  /** The output constraint and the field it came in (`response_format`, `structured_outputs`, `guided_json`, …). */
+  readonly constraint: RequestedConstraint | undefined;
 }
 
 /** Reads the sampling fields every generation endpoint shares (OpenAI's, and vLLM's extras); types are checked. */
@@ -51,7 +54,7 @@ export function readGenerationFields(
   } else {
     logprobs = given((body as CompletionRequest).logprobs);
   }
-  const samplingParams: SamplingParams = {
+  const samplingParams: { -readonly [K in keyof SamplingParams]: SamplingParams[K] } = {
     n: given(body.n),
     temperature: given(body.temperature),
     topP: given(body.top_p),
@@ -70,6 +73,8 @@ export function readGenerationFields(
     logprobs,
     includeStopStrInOutput: given(body.include_stop_str_in_output),
   };
+  const constraint = readConstraint(body);
+  if (constraint !== undefined) samplingParams.structuredOutputs = constraint.structuredOutputs;
   return {
     samplingParams,
     maxTokens,
@@ -77,6 +82,7 @@ export function readGenerationFields(
     stream,
     includeUsage: given(streamOptions?.include_usage) ?? false,
     priority: given(body.priority),
+    constraint,
   };
 }
 
@@ -112,6 +118,26 @@ export function readMessages(messages: readonly ChatMessage[] | undefined): Engi
         })
         .join('');
     }
-    return { ...rest, content: text } as EngineChatMessage;
+    return { ...rest, ...historyToolCalls(rest), content: text } as EngineChatMessage;
   });
+}
+
+/**
+ * An assistant message's `tool_calls` with each call's `arguments` (OpenAI's JSON text) parsed, as vLLM hands them
+ * to chat templates: Qwen's writes `arguments | tojson`, which would quote a string a second time.
+ */
+function historyToolCalls(message: Readonly<Record<string, unknown>>): { tool_calls?: unknown[] } {
+  const calls = message.tool_calls;
+  if (!Array.isArray(calls)) return {};
+  return {
+    tool_calls: calls.map((call: { function?: { arguments?: unknown } }) => {
+      const args = call?.function?.arguments;
+      if (typeof args !== 'string') return call;
+      try {
+        return { ...call, function: { ...call.function, arguments: JSON.parse(args) } };
+      } catch {
+        return call;
+      }
+    }),
+  };
 }

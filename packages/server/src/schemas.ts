@@ -18,6 +18,51 @@ const stopSchema = Type.Union([Type.String(), Type.Array(Type.String())], {
   description: 'Up to any number of sequences where generation stops; the stop string is left out of the output.',
 });
 
+const jsonSchemaObject = Type.Record(Type.String(), Type.Unknown(), { 'x-expected': 'a JSON schema (an object)' });
+
+/** OpenAI's `response_format`: `text`, `json_object`, or `json_schema` with its schema. */
+export const ResponseFormat = Type.Object(
+  {
+    type: Type.String({ description: 'text, json_object or json_schema' }),
+    json_schema: Type.Optional(
+      Type.Object({
+        name: Type.Optional(Type.String()),
+        description: Type.Optional(Type.String()),
+        schema: Type.Optional(jsonSchemaObject),
+        strict: nullable(Type.Boolean()),
+      }),
+    ),
+  },
+  { description: 'Constrains the output to JSON (any object, or one schema), by grammar.' },
+);
+
+/**
+ * The ways to constrain an output, all decoded by XGrammar: OpenAI's `response_format`, vLLM's `structured_outputs`
+ * and its older `guided_*` fields. A request gives at most one of them.
+ */
+function structuredOutputFields() {
+  return {
+    response_format: nullable(ResponseFormat),
+    structured_outputs: nullable(
+      Type.Object(
+        {
+          json: nullable(Type.Union([jsonSchemaObject, Type.String()], { 'x-expected': 'a JSON schema (an object or its text)' })),
+          json_object: nullable(Type.Boolean()),
+          regex: nullable(Type.String()),
+          choice: nullable(Type.Array(Type.String())),
+          grammar: nullable(Type.String(), 'EBNF, start rule root (XGrammar).'),
+          structural_tag: nullable(Type.Union([jsonSchemaObject, Type.String()], { 'x-expected': 'a structural tag (an object or its text)' })),
+        },
+        { description: "vLLM's structured outputs: exactly one of its fields." },
+      ),
+    ),
+    guided_json: nullable(Type.Union([jsonSchemaObject, Type.String()], { 'x-expected': 'a JSON schema (an object or its text)' })),
+    guided_regex: nullable(Type.String()),
+    guided_choice: nullable(Type.Array(Type.String())),
+    guided_grammar: nullable(Type.String()),
+  };
+}
+
 /** The sampling and generation fields both endpoints share: OpenAI's and vLLM's extras. */
 const generationFields = {
   model: nullable(Type.String(), 'The served model name; may be left out.'),
@@ -41,6 +86,7 @@ const generationFields = {
   include_stop_str_in_output: nullable(Type.Boolean()),
   priority: nullable(Type.Integer(), 'With --scheduling-policy priority: lower runs first.'),
   user: nullable(Type.String()),
+  ...structuredOutputFields(),
 };
 
 export const CompletionRequest = Type.Object(
@@ -70,13 +116,31 @@ export type ChatMessage = Static<typeof ChatMessage>;
 
 const messages = Type.Array(ChatMessage, { description: 'The conversation, rendered with the chat template.' });
 
+/** A function tool, as chat completions take it. */
+export const FunctionTool = Type.Object({
+  type: Type.String({ description: 'function' }),
+  function: Type.Object({
+    name: Type.String(),
+    description: Type.Optional(Type.String()),
+    parameters: Type.Optional(jsonSchemaObject),
+    strict: nullable(Type.Boolean()),
+  }),
+});
+export type FunctionTool = Static<typeof FunctionTool>;
+
 /** The chat-template fields chat completions and /tokenize share. */
 const templateFields = {
   add_generation_prompt: nullable(Type.Boolean()),
   chat_template: nullable(Type.String(), 'A Jinja template replacing the model’s; needs --trust-request-chat-template.'),
   chat_template_kwargs: nullable(Type.Record(Type.String(), Type.Unknown(), { 'x-expected': 'an object' })),
-  tools: nullable(Type.Array(Type.Unknown()), 'Function definitions, passed to the chat template.'),
+  tools: nullable(Type.Array(FunctionTool), 'Function tools: passed to the chat template; calls come back as tool_calls.'),
 };
+
+/** `tool_choice`: none, auto, required, or one named function. */
+const ToolChoice = Type.Union(
+  [Type.String(), Type.Object({ type: Type.String(), function: Type.Object({ name: Type.String() }) })],
+  { 'x-expected': '"none", "auto", "required" or {"type": "function", "function": {"name": ...}}' },
+);
 
 export const ChatCompletionRequest = Type.Object(
   {
@@ -84,6 +148,8 @@ export const ChatCompletionRequest = Type.Object(
     max_completion_tokens: nullable(Type.Integer(), 'OpenAI’s newer name for max_tokens.'),
     logprobs: nullable(Type.Boolean()),
     top_logprobs: nullable(Type.Integer(), 'With logprobs: alternatives per token, up to --max-logprobs.'),
+    tool_choice: nullable(ToolChoice),
+    parallel_tool_calls: nullable(Type.Boolean()),
     ...templateFields,
     ...generationFields,
   },
@@ -105,3 +171,56 @@ export type TokenizeRequest = Static<typeof TokenizeRequest>;
 
 export const DetokenizeRequest = Type.Object({ model: nullable(Type.String()), tokens: tokenIds });
 export type DetokenizeRequest = Static<typeof DetokenizeRequest>;
+
+/** A function tool as the Responses API gives it (flat: `name` beside `type`). */
+const ResponsesFunctionTool = Type.Object({
+  type: Type.String({ description: 'function' }),
+  name: Type.Optional(Type.String()),
+  description: nullable(Type.String()),
+  parameters: nullable(jsonSchemaObject),
+  strict: nullable(Type.Boolean()),
+});
+
+export const ResponsesRequest = Type.Object(
+  {
+    model: nullable(Type.String()),
+    input: Type.Union([Type.String(), Type.Array(Type.Record(Type.String(), Type.Unknown()))], {
+      'x-expected': 'a string or an array of input items',
+    }),
+    instructions: nullable(Type.String(), 'A system message before the input (not carried to later turns).'),
+    previous_response_id: nullable(Type.String(), 'Continue from a stored response: its conversation comes first.'),
+    store: nullable(Type.Boolean(), 'Keep this response for previous_response_id (default true; bounded, in memory).'),
+    tools: nullable(Type.Array(ResponsesFunctionTool)),
+    tool_choice: nullable(
+      Type.Union([Type.String(), Type.Object({ type: Type.String(), name: Type.Optional(Type.String()) })], {
+        'x-expected': '"none", "auto", "required" or {"type": "function", "name": ...}',
+      }),
+    ),
+    parallel_tool_calls: nullable(Type.Boolean()),
+    text: nullable(
+      Type.Object({
+        format: Type.Optional(
+          Type.Object({
+            type: Type.String({ description: 'text, json_object or json_schema' }),
+            name: Type.Optional(Type.String()),
+            schema: Type.Optional(jsonSchemaObject),
+            strict: nullable(Type.Boolean()),
+          }),
+        ),
+      }),
+    ),
+    reasoning: nullable(Type.Object({ effort: nullable(Type.String()), summary: nullable(Type.String()) })),
+    max_output_tokens: nullable(Type.Integer()),
+    temperature: nullable(Type.Number()),
+    top_p: nullable(Type.Number()),
+    top_k: nullable(Type.Integer()),
+    min_p: nullable(Type.Number()),
+    repetition_penalty: nullable(Type.Number()),
+    seed: nullable(Type.Integer()),
+    stream: nullable(Type.Boolean()),
+    metadata: nullable(Type.Record(Type.String(), Type.Unknown())),
+    user: nullable(Type.String()),
+  },
+  { description: "OpenAI's Responses API, its stateless core as vLLM serves it, with previous_response_id." },
+);
+export type ResponsesRequest = Static<typeof ResponsesRequest>;

@@ -2,6 +2,7 @@ import cors from '@fastify/cors';
 import swagger from '@fastify/swagger';
 import {
   EngineDeadError,
+  EngineRequestError,
   FrontendBudgetError,
   FrontendOverloadedError,
   PagodaEngineError,
@@ -19,7 +20,9 @@ import { handleCompletions } from './completions';
 import { Admission, type HandlerContext, type ServedEngine } from './generation';
 import { ApiError, describeSchemaErrors, errorBody, type SchemaValidationError } from './http-error';
 import { PagodaMetrics } from './pagoda-metrics';
-import { ChatCompletionRequest, CompletionRequest, DetokenizeRequest, TokenizeRequest } from './schemas';
+import { defaultToolParserFor, type ReasoningParserName, reasoningParsers, type ToolParserName, toolParsers } from './parsers';
+import { ResponseStore, handleResponses } from './responses';
+import { ChatCompletionRequest, CompletionRequest, DetokenizeRequest, ResponsesRequest, TokenizeRequest } from './schemas';
 import { apiKeyMatches, corsOrigin, isLoopbackAddress, isLoopbackHost } from './security';
 import { replySink, type ResponseSink } from './sink';
 import { handleDetokenize, handleTokenize } from './tokenize';
@@ -61,6 +64,20 @@ export interface PagodaServerOptions {
   readonly keepAliveTimeoutMs?: number | undefined;
   /** Connections beyond this many at once are refused (default 2,048). */
   readonly maxConnections?: number | undefined;
+  /**
+   * vLLM's `--tool-call-parser`: how tool calls are read from outputs (and forced, for `tool_choice` `required` or a
+   * named function). Default: the one the chat template's format implies (Qwen's `<tool_call>`: hermes), if any.
+   */
+  readonly toolCallParser?: ToolParserName | undefined;
+  /** vLLM's `--enable-auto-tool-choice`: `tool_choice: "auto"` (the default with tools) reads calls from outputs. */
+  readonly enableAutoToolChoice?: boolean | undefined;
+  /**
+   * vLLM's `--reasoning-parser`: the text between `<think>` and `</think>` goes to `reasoning_content`. Give the
+   * engine the same (`reasoningParser` engine option), so constraints start after the reasoning.
+   */
+  readonly reasoningParser?: ReasoningParserName | undefined;
+  /** How much the Responses API may keep for `previous_response_id`, in bytes (default 64 MiB; oldest out first). */
+  readonly responsesStoreBytes?: number | undefined;
   /** A pino logger for structured request logs (request id, method, URL, status, time); default none. */
   readonly logger?: FastifyBaseLogger | undefined;
 }
@@ -110,6 +127,8 @@ function toErrorResponse(error: unknown, maxBodyBytes: number): { status: number
   if (error instanceof FrontendOverloadedError) return { status: 429, param: null, message: error.message, headers: { 'retry-after': '1' } };
   if (error instanceof FrontendBudgetError) return { status: 400, param: error.task === 'render' ? 'messages' : 'prompt', message: error.message };
   if (error instanceof EngineDeadError) return { status: 503, param: null, message: error.message };
+  // The engine core refused a request the frontend had accepted (a constraint XGrammar cannot compile, ...).
+  if (error instanceof EngineRequestError) return { status: 400, param: error.param ?? null, message: error.message };
   const fastifyError = error as { code?: unknown; statusCode?: unknown; validation?: SchemaValidationError[]; message?: string };
   if (Array.isArray(fastifyError.validation)) return { status: 400, ...describeSchemaErrors(fastifyError.validation) };
   switch (fastifyError.code) {
@@ -142,13 +161,24 @@ export function createPagodaServer(options: PagodaServerOptions): PagodaServer {
     requestTimeout: options.requestTimeoutMs ?? 60_000,
     keepAliveTimeout: options.keepAliveTimeoutMs ?? 5_000,
   };
-  const context: HandlerContext = {
+  for (const [name, value, known] of [['toolCallParser', options.toolCallParser, toolParsers], ['reasoningParser', options.reasoningParser, reasoningParsers]] as const) {
+    if (value !== undefined && !Object.hasOwn(known, value)) {
+      throw new RangeError(`${name} must be one of ${Object.keys(known).join(', ')}, got ${JSON.stringify(value)}`);
+    }
+  }
+  const context: HandlerContext & { responses: ResponseStore } = {
+    responses: new ResponseStore(options.responsesStoreBytes),
     engine,
     servedModelName,
     chatTemplate: options.chatTemplate,
     trustRequestChatTemplate: options.trustRequestChatTemplate ?? false,
     metrics,
     admission: new Admission(options.maxWaitingRequests),
+    tools: {
+      toolCallParser: options.toolCallParser ?? defaultToolParserFor(options.chatTemplate ?? engine.context.tokenizer.chatTemplateSource({ tools: true })),
+      enableAutoToolChoice: options.enableAutoToolChoice ?? false,
+    },
+    reasoningParser: options.reasoningParser,
   };
   /** Each in-flight request's stop switch: its client leaving, or the drain deadline, aborts what runs for it. */
   const inFlight = new Set<AbortController>();
@@ -232,7 +262,7 @@ export function createPagodaServer(options: PagodaServerOptions): PagodaServer {
    * A generation or tokenizer endpoint: the sink carries its result; the request's stop switch fires when the
    * client leaves or the drain deadline passes, and a request cut that way gets an error event or a 503.
    */
-  const serve = <Body>(handler: (context: HandlerContext, body: Body, sink: ResponseSink) => Promise<void>) => {
+  const serve = <Body>(handler: (handlerContext: typeof context, body: Body, sink: ResponseSink) => Promise<void>) => {
     return async (request: FastifyRequest, reply: FastifyReply) => {
       if (engine.health() !== 'ready') throw new ApiError(503, `the engine is ${engine.health()}`);
       const stop = new AbortController();
@@ -263,6 +293,12 @@ export function createPagodaServer(options: PagodaServerOptions): PagodaServer {
     });
     routes.post('/v1/completions', generationRoute('Completions (legacy), streamed or not', CompletionRequest), serve(handleCompletions));
     routes.post('/v1/chat/completions', generationRoute('Chat completions, streamed or not', ChatCompletionRequest), serve(handleChatCompletions));
+    routes.post('/v1/responses', { schema: { summary: 'Responses (stateless core, previous_response_id), streamed or not', body: ResponsesRequest, tags: ['OpenAI'] } }, serve(handleResponses));
+    routes.get<{ Params: { id: string } }>('/v1/responses/:id', { schema: { summary: 'A stored response', tags: ['OpenAI'] } }, async (request) => {
+      const stored = context.responses.get(request.params.id);
+      if (stored === undefined) throw new ApiError(404, `Response with id '${request.params.id}' not found.`, 'response_id');
+      return stored.response;
+    });
     routes.post('/tokenize', { schema: { summary: 'Tokenize a text or a conversation', body: TokenizeRequest, tags: ['vLLM'] } }, serve(handleTokenize));
     routes.post('/detokenize', { schema: { summary: 'Detokenize token ids', body: DetokenizeRequest, tags: ['vLLM'] } }, serve(handleDetokenize));
 

@@ -7,6 +7,10 @@ export interface ResponseSink {
   event(body: unknown): void;
   /** Ends the event stream with `data: [DONE]`. */
   done(): void;
+  /** Writes one named event (`event: <name>` then its `data:`), as the Responses API streams them. */
+  namedEvent(name: string, body: unknown): void;
+  /** Ends the event stream without `[DONE]` (the Responses API's streams end with their last event). */
+  end(): void;
   /** Aborted when the client goes away before the response ended, or when the server cuts the request at shutdown. */
   readonly signal: AbortSignal;
   /** Whether the event stream has begun (its status and headers are sent). */
@@ -60,6 +64,16 @@ export function replySink(reply: FastifyReply, stop: AbortController): ResponseS
       if (closed || raw.destroyed) return;
       start();
       raw.end('data: [DONE]\n\n');
+    },
+    namedEvent(name, body) {
+      if (closed || raw.destroyed) return;
+      start();
+      raw.write(`event: ${name}\ndata: ${JSON.stringify(body)}\n\n`);
+    },
+    end() {
+      if (closed || raw.destroyed) return;
+      start();
+      raw.end();
     },
   };
 }

@@ -90,6 +90,11 @@ export class TextTokenizer {
     return this.chatTemplates.size > 0;
   }
 
+  /** The checkpoint's chat template text (its `tool_use` one when asked and present), to recognise its formats. */
+  chatTemplateSource({ tools = false }: { tools?: boolean } = {}): string | undefined {
+    return (tools ? this.chatTemplates.get('tool_use') : undefined) ?? this.chatTemplates.get('default');
+  }
+
   /** Renders a conversation with the checkpoint's chat template (Jinja, as transformers' `apply_chat_template`). */
   applyChatTemplate(messages: readonly ChatMessage[], options: ChatTemplateOptions = {}): string {
     const source = options.chatTemplate ?? this.chatTemplates.get(options.tools?.length ? 'tool_use' : 'default') ?? this.chatTemplates.get('default');

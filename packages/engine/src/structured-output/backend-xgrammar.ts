@@ -95,9 +95,36 @@ export class XGrammarBackend implements StructuredOutputBackend {
         return this.compiler.compileGrammar(choiceGrammar(spec.value));
       case 'grammar':
         return this.compiler.compileGrammar(spec.value);
-      case 'structuralTag':
-        return this.compiler.compileStructuralTag(structuralTagFormat(spec.value));
+      case 'structuralTag': {
+        const format = structuralTagFormat(spec.value);
+        if (anyWhitespace || typeof format === 'string') return this.compiler.compileStructuralTag(format);
+        return this.compileStrictStructuralTag(format);
+      }
     }
+  }
+
+  /**
+   * A structural tag whose JSON-schema contents allow no free whitespace, as `json` does under
+   * `disableAnyWhitespace`: XGrammar's structural tags take no whitespace setting, so each `json_schema` content
+   * becomes the `grammar` XGrammar's own schema converter makes of it without free whitespace.
+   */
+  private async compileStrictStructuralTag(format: Record<string, unknown>): Promise<CompiledGrammar> {
+    const convert = async (node: unknown): Promise<unknown> => {
+      if (Array.isArray(node)) return Promise.all(node.map(convert));
+      if (typeof node !== 'object' || node === null) return node;
+      const fields = node as Record<string, unknown>;
+      if (fields.type === 'json_schema' && fields.json_schema !== undefined) {
+        const schema = typeof fields.json_schema === 'string' ? fields.json_schema : JSON.stringify(fields.json_schema);
+        const grammar = await this.xgrammar.Grammar.fromJSONSchema(schema, false, -1, undefined, true);
+        try {
+          return { type: 'grammar', grammar: grammar.toString() };
+        } finally {
+          grammar.dispose();
+        }
+      }
+      return Object.fromEntries(await Promise.all(Object.entries(fields).map(async ([key, value]) => [key, await convert(value)])));
+    };
+    return this.compiler.compileStructuralTag((await convert(format)) as Record<string, unknown>);
   }
 }
 

@@ -52,13 +52,15 @@ export abstract class ReasoningParser {
 
 /**
  * Qwen3: the model opens `<think>` itself, so an output that starts with it reasons until `</think>` (all of it
- * when cut before), and one that does not (thinking disabled) is all content.
+ * when cut before), and one that does not (thinking disabled) is all content; a leading `</think>` (closing a think
+ * block the prompt opened, with nothing to add) is dropped.
  */
 export class Qwen3ReasoningParser extends ReasoningParser {
   protected split(text: string, final: boolean): { reasoning: string; content: string } {
-    const { start } = ReasoningParser;
+    const { start, end } = ReasoningParser;
     if (text.startsWith(start)) return ReasoningParser.untilEnd(text.slice(start.length), final);
-    if (!final && start.startsWith(text)) return { reasoning: '', content: '' };
+    if (text.startsWith(end)) return { reasoning: '', content: text.slice(end.length) };
+    if (!final && (start.startsWith(text) || end.startsWith(text))) return { reasoning: '', content: '' };
     return { reasoning: '', content: text };
   }
 }
