@@ -32,4 +32,35 @@ describe('pagoda-bench serve against the real Pagoda server', () => {
       await engine.close();
     }
   }, 60_000);
+
+  it('with --structured-output json, runs the load without and with a schema that constrains every token', async () => {
+    const engine = await AsyncLLM.create(fixturePath('tiny-qwen2'), {
+      kvCacheMemory: '16MiB',
+      maxModelLen: 512,
+      intraOpNumThreads: 1,
+      tokenizerPoolSize: 1,
+      structuredOutputsConfig: { disableAnyWhitespace: true },
+    });
+    const server = createPagodaServer({ engine, servedModelName: 'tiny-qwen2', version: 'test' });
+    const address = await server.listen(0);
+    const lines: string[] = [];
+    try {
+      const options = parseServeArgs([
+        '--base-url', `http://127.0.0.1:${address.port}`, '--num-prompts', '4', '--random-input-len', '8', '--random-output-len', '10',
+        '--ignore-eos', '--structured-output', 'json', '--tokenizer', fixturePath('tiny-qwen2'),
+      ]);
+      const { metrics, record } = await runServeCommand(options, { log: (line) => lines.push(line), progress: undefined });
+      expect(metrics.completed).toBe(4);
+      const constrained = record.structured_output as { ratio: number; completed: number; total_output_tokens: number; output_throughput: number };
+      expect(constrained).toMatchObject({ completed: 4, total_output_tokens: 40 });
+      const mean = (values: number[]) => (values[0]! + values[1]!) / 2;
+      const { output_throughput_with: bound, output_throughput_without: free } = record.structured_output as { output_throughput_with: number[]; output_throughput_without: number[] };
+      expect(free[0]).toBe(metrics.outputThroughput);
+      expect(constrained.ratio).toBeCloseTo(mean(bound) / mean(free), 6);
+      expect(lines.join('\n')).toMatch(/structured output: [\d.]+ output tok\/s with a schema, [\d.]+ without \(means of two runs each, A B B A\): [\d.]+x/);
+    } finally {
+      await server.close();
+      await engine.close();
+    }
+  }, 60_000);
 });

@@ -33,6 +33,9 @@ Load
   --burstiness B              gamma shape of the gaps: 1 Poisson, <1 burstier, >1 more even (default 1)
   --max-concurrency N         the most requests in flight (default: no limit)
   --ignore-eos                send ignore_eos so every request generates its max_tokens
+  --structured-output MODE    none (default), or json: the same load four times, without, with, with and without
+                              a JSON schema (structured_outputs.json: an array of digits as long as max_tokens, so
+                              the grammar constrains every token), reporting output tokens/s of both and their ratio
   --seed N                    seeds the dataset and the arrivals (default 0)
 Metrics and results
   --percentile-metrics LIST   of ttft,tpot,itl,e2el (default ttft,tpot,itl,e2el)
@@ -62,6 +65,7 @@ export interface ServeCommandOptions {
   burstiness: number;
   maxConcurrency: number | undefined;
   ignoreEos: boolean;
+  structuredOutput: 'none' | 'json';
   seed: number;
   percentileMetrics: MetricName[];
   metricPercentiles: number[];
@@ -94,6 +98,7 @@ export function parseServeArgs(argv: readonly string[]): ServeCommandOptions {
       burstiness: { type: 'string', default: '1' },
       'max-concurrency': { type: 'string' },
       'ignore-eos': { type: 'boolean', default: false },
+      'structured-output': { type: 'string', default: 'none' },
       seed: { type: 'string', default: '0' },
       'percentile-metrics': { type: 'string', default: 'ttft,tpot,itl,e2el' },
       'metric-percentiles': { type: 'string', default: '99' },
@@ -109,6 +114,8 @@ export function parseServeArgs(argv: readonly string[]): ServeCommandOptions {
   const datasetName = values['dataset-name'];
   if (datasetName !== 'random' && datasetName !== 'jsonl') throw new UsageError(`--dataset-name must be random or jsonl, got ${JSON.stringify(datasetName)}`);
   if (datasetName === 'jsonl' && values['dataset-path'] === undefined) throw new UsageError('--dataset-name jsonl needs --dataset-path FILE');
+  const structuredOutput = values['structured-output'];
+  if (structuredOutput !== 'none' && structuredOutput !== 'json') throw new UsageError(`--structured-output must be none or json, got ${JSON.stringify(structuredOutput)}`);
   const percentileMetrics = listOption(values['percentile-metrics']);
   for (const name of percentileMetrics) {
     if (!(metricNames as readonly string[]).includes(name)) throw new UsageError(`--percentile-metrics: unknown metric ${JSON.stringify(name)} (use ${metricNames.join(', ')})`);
@@ -143,6 +150,7 @@ export function parseServeArgs(argv: readonly string[]): ServeCommandOptions {
     burstiness: numberOption('burstiness', values.burstiness, (b) => b > 0 && Number.isFinite(b), 'a positive number')!,
     maxConcurrency: integerOption('max-concurrency', values['max-concurrency'], 1),
     ignoreEos: values['ignore-eos'],
+    structuredOutput,
     seed: integerOption('seed', values.seed, 0)!,
     percentileMetrics: percentileMetrics as MetricName[],
     metricPercentiles,
@@ -152,6 +160,19 @@ export function parseServeArgs(argv: readonly string[]): ServeCommandOptions {
     resultDir: values['result-dir'],
     resultFilename: values['result-filename'],
     disableProgress: values['disable-tqdm'],
+  };
+}
+
+/**
+ * The benchmark's schema: an object holding an array of single digits, at least `length` long, so that the grammar
+ * stays active for every output token (a bounded schema would finish early and leave the rest unconstrained).
+ */
+export function digitsSchema(length: number): Record<string, unknown> {
+  return {
+    type: 'object',
+    properties: { digits: { type: 'array', items: { type: 'integer', minimum: 0, maximum: 9 }, minItems: length } },
+    required: ['digits'],
+    additionalProperties: false,
   };
 }
 
@@ -215,30 +236,59 @@ export async function runServeCommand(
       countTokens: countText,
     });
   }
-  const client = { baseUrl: options.baseUrl, endpoint: options.endpoint, model, ignoreEos: options.ignoreEos, extraBody: options.extraBody, fetch: fetchFunction };
+  const baseClient = { baseUrl: options.baseUrl, endpoint: options.endpoint, model, ignoreEos: options.ignoreEos, extraBody: options.extraBody, fetch: fetchFunction };
+  const countTokens =
+    tokenizer === undefined ? undefined : (result: RequestResult) => tokenizer.encode(result.generatedText, { addSpecialTokens: false }).length;
+
+  /** One load of the whole dataset (after a single probe request, as vLLM does: a wrong URL fails in a second). */
+  const load = async (client: typeof baseClient) => {
+    const probe = await runServeBenchmark({ requests: requests.slice(0, 1), client, requestRate: Infinity, burstiness: 1, maxConcurrency: 1, seed: 0 });
+    const probeResult = probe.results[0]!;
+    if (!probeResult.success) throw new Error(`the initial test request failed: ${probeResult.error}`);
+    const run = await runServeBenchmark({
+      requests,
+      client,
+      requestRate: options.requestRate,
+      burstiness: options.burstiness,
+      maxConcurrency: options.maxConcurrency,
+      seed: options.seed,
+      progress: options.disableProgress ? undefined : (io.progress ?? process.stderr),
+    });
+    const metrics = computeMetrics(run.results, run.durationSeconds, { percentiles: options.metricPercentiles, goodput: options.goodput, countTokens });
+    io.log(formatMetricsTable(metrics, run.durationSeconds, options.percentileMetrics, options.maxConcurrency));
+    const errors = [...new Set(run.results.filter((result) => !result.success).map((result) => result.error))];
+    for (const error of errors.slice(0, 3)) io.log(`failed request: ${error}`);
+    return { run, metrics };
+  };
 
   io.log(`pagoda-bench serve: ${requests.length} requests to ${options.baseUrl}${options.endpoint}, model ${model}`);
   io.log(`request rate ${options.requestRate === Infinity ? 'inf' : options.requestRate}/s, burstiness ${options.burstiness}, max concurrency ${options.maxConcurrency ?? 'none'}`);
-  // One request first, as vLLM does: a wrong URL or model fails in a second, not after a thousand errors.
-  const probe = await runServeBenchmark({ requests: requests.slice(0, 1), client, requestRate: Infinity, burstiness: 1, maxConcurrency: 1, seed: 0 });
-  const probeResult = probe.results[0]!;
-  if (!probeResult.success) throw new Error(`the initial test request failed: ${probeResult.error}`);
-
-  const run = await runServeBenchmark({
-    requests,
-    client,
-    requestRate: options.requestRate,
-    burstiness: options.burstiness,
-    maxConcurrency: options.maxConcurrency,
-    seed: options.seed,
-    progress: options.disableProgress ? undefined : (io.progress ?? process.stderr),
-  });
-  const countTokens =
-    tokenizer === undefined ? undefined : (result: RequestResult) => tokenizer.encode(result.generatedText, { addSpecialTokens: false }).length;
-  const metrics = computeMetrics(run.results, run.durationSeconds, { percentiles: options.metricPercentiles, goodput: options.goodput, countTokens });
-  io.log(formatMetricsTable(metrics, run.durationSeconds, options.percentileMetrics, options.maxConcurrency));
-  const errors = [...new Set(run.results.filter((result) => !result.success).map((result) => result.error))];
-  for (const error of errors.slice(0, 3)) io.log(`failed request: ${error}`);
+  let constrained: Record<string, unknown> | undefined;
+  if (options.structuredOutput === 'json') io.log('without a schema:');
+  const { run, metrics } = await load(baseClient);
+  if (options.structuredOutput === 'json') {
+    // Order A B B A (without, with, with, without): a load that drifts over the runs weighs on both sides alike.
+    const schema = digitsSchema(Math.max(...requests.map((request) => request.expectedOutputLength)));
+    const withSchema = [];
+    for (let repeat = 0; repeat < 2; repeat += 1) {
+      io.log('with structured_outputs.json (every token constrained):');
+      withSchema.push(await load({ ...baseClient, extraBody: { ...options.extraBody, structured_outputs: { json: schema } } }));
+    }
+    io.log('without a schema, again:');
+    const again = await load(baseClient);
+    const throughput = (loads: Array<{ metrics: BenchmarkMetrics }>) => loads.reduce((sum, entry) => sum + entry.metrics.outputThroughput, 0) / loads.length;
+    const free = throughput([{ metrics }, again]);
+    const bound = throughput(withSchema);
+    const ratio = bound / free;
+    io.log(`structured output: ${bound.toFixed(1)} output tok/s with a schema, ${free.toFixed(1)} without (means of two runs each, A B B A): ${ratio.toFixed(3)}x`);
+    constrained = {
+      schema,
+      ratio,
+      output_throughput_without: [metrics.outputThroughput, again.metrics.outputThroughput],
+      output_throughput_with: withSchema.map((entry) => entry.metrics.outputThroughput),
+      ...metricsRecord(withSchema[0]!.metrics, withSchema[0]!.run.durationSeconds, options.percentileMetrics),
+    };
+  }
 
   const date = new Date();
   const record: Record<string, unknown> = {
@@ -258,6 +308,7 @@ export async function runServeCommand(
     goodput: options.goodput ?? null,
     machine: machineInfo(),
     ...metricsRecord(metrics, run.durationSeconds, options.percentileMetrics),
+    ...(constrained === undefined ? {} : { structured_output: constrained }),
   };
   if (options.saveDetailed) {
     Object.assign(record, {

@@ -124,6 +124,8 @@ const reasoningCases: Array<[ReasoningParserName, string, string | null, string 
   ['deepseek_r1', 'Hmm, < not </think> ... </thin. </think>Answer', 'Hmm, < not ', ' ... </thin. </think>Answer'],
   ['deepseek_r1', '<think>reasoning only', 'reasoning only', null],
   ['deepseek_r1', 'Thinking.</think>Done.', 'Thinking.', 'Done.'],
+  // A think block the prompt opened and the model closed at once: the closing tag is not content.
+  ['qwen3', '</think>{"a": 1}', null, '{"a": 1}'],
 ];
 
 describe('reasoning parsers', () => {
