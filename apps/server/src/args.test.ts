@@ -22,6 +22,7 @@ describe('pagoda serve arguments', () => {
       toolCallParser: undefined,
       enableAutoToolChoice: false,
       reasoningParser: undefined,
+      vllmCompatibleMetrics: false,
       logLevel: 'info',
       logFormat: 'auto',
       disableLogRequests: false,

@@ -31,6 +31,8 @@ export interface ServeOptions {
   enableAutoToolChoice: boolean;
   /** vLLM's `--reasoning-parser` (also given to the engine, so constraints start after the reasoning). */
   reasoningParser: string | undefined;
+  /** Also export the metrics under vLLM's names, labels and buckets. */
+  vllmCompatibleMetrics: boolean;
   logLevel: string;
   logFormat: 'auto' | 'json' | 'text';
   disableLogRequests: boolean;
@@ -69,6 +71,8 @@ Serving
   --log-level LEVEL              fatal, error, warn, info (default), debug, trace or silent
   --log-format auto|json|text    json lines (pino), or text; auto: text on a terminal, json otherwise
   --disable-log-requests         no log line per request
+  --vllm-compatible-metrics      /metrics also under vLLM's names and labels (vllm:num_requests_waiting, ...), for
+                                 vLLM's dashboards and the routers that balance vLLM replicas by them
 
 Tools, reasoning and structured outputs (as vLLM)
   --tool-call-parser hermes|llama3_json|mistral   how tool calls are read and forced (default: the one the model's
@@ -188,6 +192,7 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
         'log-level': { type: 'string' },
         'log-format': { type: 'string' },
         'disable-log-requests': { type: 'boolean' },
+        'vllm-compatible-metrics': { type: 'boolean' },
         'tool-call-parser': { type: 'string' },
         'enable-auto-tool-choice': { type: 'boolean' },
         'reasoning-parser': { type: 'string' },
@@ -294,6 +299,7 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
     toolCallParser,
     enableAutoToolChoice: values['enable-auto-tool-choice'] === true,
     reasoningParser: string('reasoning-parser'),
+    vllmCompatibleMetrics: values['vllm-compatible-metrics'] === true,
     logLevel,
     logFormat,
     disableLogRequests: values['disable-log-requests'] === true,

@@ -64,6 +64,7 @@ export async function serve(
     toolCallParser: options.toolCallParser as PagodaServerOptions['toolCallParser'],
     enableAutoToolChoice: options.enableAutoToolChoice,
     reasoningParser: options.reasoningParser as PagodaServerOptions['reasoningParser'],
+    vllmCompatibleMetrics: options.vllmCompatibleMetrics,
     ...(logger === undefined ? {} : { logger }),
   });
   const address = await server.listen(options.port, options.host);

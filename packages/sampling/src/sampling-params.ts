@@ -38,6 +38,8 @@ export interface SamplingParams {
   readonly ignoreEos?: boolean | null;
   /** `include_stop_str_in_output`: keep the matched stop string at the end of the text. Applied by the detokenizing caller. */
   readonly includeStopStrInOutput?: boolean | null;
+  /** Leave special tokens (`<|im_end|>`, `</s>`) out of the output text (vLLM's `skip_special_tokens`, default true). */
+  readonly skipSpecialTokens?: boolean | null;
   /** `logprobs`: return the sampled token's logprob and this many top logprobs (0: the sampled token only). */
   readonly logprobs?: number | null;
   /**
@@ -68,6 +70,7 @@ export interface NormalizedSamplingParams {
   readonly stopTokenIds: readonly number[];
   readonly ignoreEos: boolean;
   readonly includeStopStrInOutput: boolean;
+  readonly skipSpecialTokens: boolean;
   readonly logprobs: number | null;
   /** Only its one constraint set; null when the output is free. */
   readonly structuredOutputs: StructuredOutputsParams | null;
@@ -94,6 +97,7 @@ export const DEFAULT_SAMPLING_PARAMS: NormalizedSamplingParams = Object.freeze({
   stopTokenIds: Object.freeze([]),
   ignoreEos: false,
   includeStopStrInOutput: false,
+  skipSpecialTokens: true,
   logprobs: null,
   structuredOutputs: null,
 });

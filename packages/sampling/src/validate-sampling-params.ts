@@ -79,6 +79,10 @@ export function validateSamplingParams(
     throw new SamplingParamsError({ param: 'include_stop_str_in_output', expected: 'a boolean', value: includeStopStrInOutput });
   }
 
+  const skipSpecialTokens = optional(params.skipSpecialTokens, defaults.skipSpecialTokens);
+  if (typeof skipSpecialTokens !== 'boolean') {
+    throw new SamplingParamsError({ param: 'skip_special_tokens', expected: 'a boolean', value: skipSpecialTokens });
+  }
   const logprobs = optional(params.logprobs, defaults.logprobs);
   if (logprobs !== null && (!Number.isInteger(logprobs) || logprobs < 0 || logprobs > maxLogprobs)) {
     throw new SamplingParamsError({
@@ -113,6 +117,7 @@ export function validateSamplingParams(
     stopTokenIds,
     ignoreEos,
     includeStopStrInOutput,
+    skipSpecialTokens,
     logprobs,
     structuredOutputs,
   });

@@ -13,13 +13,22 @@ export async function handleCompletions(context: HandlerContext, body: Completio
   if (body.suffix !== undefined && body.suffix !== null) throw new ApiError(400, 'suffix is not supported', 'suffix');
   const fields = readGenerationFields(body, { chat: false });
   const { n } = checkSamplingFields(context, fields);
+  if (body.best_of !== undefined && body.best_of !== null && body.best_of !== n) {
+    throw new ApiError(
+      400,
+      body.best_of < n
+        ? `best_of must be at least n (${n}), got ${body.best_of}`
+        : `best_of ${body.best_of} > n is not supported (vLLM V1 dropped it too): ask for n completions and pick by their logprobs`,
+      'best_of',
+    );
+  }
   const echo = body.echo ?? false;
   const { engine } = context;
   const prompts = readPrompts(body);
   const { requests, promptTexts, id } = await admitted(context, prompts.length * n, async () => {
     // Text prompts are tokenized together, off the event loop, under one time budget; token ids pass as they are.
     const texts = prompts.filter((prompt): prompt is string => typeof prompt === 'string');
-    const encoded = texts.length === 0 ? [] : await engine.encodeAll(texts, { signal: sink.signal });
+    const encoded = texts.length === 0 ? [] : await engine.encodeAll(texts, { addSpecialTokens: body.add_special_tokens ?? true, signal: sink.signal });
     let next = 0;
     const tokenized = prompts.map((prompt) => (typeof prompt === 'string' ? encoded[next++]! : prompt));
     const id = `cmpl-${randomUUID().replace(/-/g, '')}`;

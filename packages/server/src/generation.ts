@@ -145,6 +145,7 @@ export function startRequests(
         prompt: tokenIds,
         samplingParams: { ...fields.samplingParams, maxTokens },
         ...(fields.priority === undefined ? {} : { priority: fields.priority }),
+        ...(fields.cacheSalt === undefined ? {} : { cacheSalt: fields.cacheSalt }),
       });
       started.push({ requestId, stream });
     });

@@ -23,11 +23,10 @@ export function completionLogprobs(tokenizer: Tokenizer, logprobs: readonly Samp
   return { logprobs: result, end: offset };
 }
 
-/** The chat format: per token, its text, logprob, UTF-8 bytes and the top alternatives. */
+/** The chat format: per token, its text, logprob, raw bytes (a split character's own bytes) and the top alternatives. */
 export function chatLogprobs(tokenizer: Tokenizer, logprobs: readonly SampledTokenLogprobs[]) {
   const describe = (tokenId: number, logprob: number) => {
-    const token = tokenText(tokenizer, tokenId);
-    return { token, logprob, bytes: [...Buffer.from(token, 'utf8')] };
+    return { token: tokenText(tokenizer, tokenId), logprob, bytes: tokenizer.tokenBytes(tokenId) };
   };
   return logprobs.map((entry) => ({
     ...describe(entry.tokenId, entry.logprob),

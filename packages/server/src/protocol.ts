@@ -30,6 +30,43 @@ export interface GenerationFields {
   readonly priority: number | undefined;
   /** The output constraint and the field it came in (`response_format`, `structured_outputs`, `guided_json`, …). */
   readonly constraint: RequestedConstraint | undefined;
+  /** vLLM's `cache_salt`: the prefix cache is shared only between requests with the same salt. */
+  readonly cacheSalt: string | undefined;
+}
+
+/**
+ * Fields of OpenAI's or vLLM's API that this server knows and does not implement: each is a 400 when given (with
+ * a value that would change anything), never silently ignored. Fields nobody defines are ignored, as vLLM does.
+ */
+const unsupportedFields: ReadonlyArray<readonly [field: string, accepts: (value: unknown) => boolean, why: string]> = [
+  ['use_beam_search', (value) => value === false, 'beam search is not supported'],
+  ['length_penalty', (value) => value === 1, 'length_penalty applies to beam search, which is not supported'],
+  ['truncate_prompt_tokens', () => false, 'prompt truncation is not supported; shorten the prompt'],
+  ['allowed_token_ids', () => false, 'allowed_token_ids is not supported; use structured_outputs.choice or logit_bias'],
+  ['bad_words', () => false, 'bad_words is not supported; use logit_bias'],
+  ['guided_whitespace_pattern', () => false, 'guided_whitespace_pattern is not supported (see --structured-outputs-config)'],
+  ['guided_decoding_backend', (value) => value === 'xgrammar' || value === 'auto', 'the only structured-output backend is xgrammar'],
+  ['return_tokens_as_token_ids', (value) => value === false, 'return_tokens_as_token_ids is not supported'],
+  ['prompt_embeds', () => false, 'prompt embeddings are not supported'],
+  ['mm_processor_kwargs', () => false, 'this server serves text models only'],
+  ['kv_transfer_params', () => false, 'disaggregated prefill is not supported'],
+  ['vllm_xargs', () => false, 'vllm_xargs is not supported'],
+  ['continue_final_message', (value) => value === false, 'continue_final_message is not supported'],
+  ['documents', () => false, 'documents are not supported; put them in the messages'],
+  ['modalities', (value) => Array.isArray(value) && value.every((modality) => modality === 'text'), 'this server answers in text only'],
+  ['audio', () => false, 'this server answers in text only'],
+  ['prediction', () => false, 'predicted outputs are not supported'],
+  ['web_search_options', () => false, 'web search is not supported'],
+  ['functions', () => false, 'functions (deprecated) is not supported; use tools'],
+  ['function_call', () => false, 'function_call (deprecated) is not supported; use tool_choice'],
+  ['prompt_logprobs', () => false, 'prompt_logprobs is not supported yet'],
+];
+
+function refuseUnsupported(body: Readonly<Record<string, unknown>>): void {
+  for (const [field, accepts, why] of unsupportedFields) {
+    const value = body[field];
+    if (value !== undefined && value !== null && !accepts(value)) throw new ApiError(400, `${field}: ${why}`, field);
+  }
 }
 
 /** Reads the sampling fields every generation endpoint shares (OpenAI's, and vLLM's extras); types are checked. */
@@ -37,6 +74,7 @@ export function readGenerationFields(
   body: CompletionRequest | ChatCompletionRequest,
   { chat }: { chat: boolean },
 ): GenerationFields {
+  refuseUnsupported(body as unknown as Readonly<Record<string, unknown>>);
   const chatBody = body as ChatCompletionRequest;
   const maxCompletionTokens = chat ? given(chatBody.max_completion_tokens) : undefined;
   const maxTokens = maxCompletionTokens ?? given(body.max_tokens);
@@ -72,6 +110,7 @@ export function readGenerationFields(
     ignoreEos: given(body.ignore_eos),
     logprobs,
     includeStopStrInOutput: given(body.include_stop_str_in_output),
+    skipSpecialTokens: given(body.skip_special_tokens),
   };
   const constraint = readConstraint(body);
   if (constraint !== undefined) samplingParams.structuredOutputs = constraint.structuredOutputs;
@@ -83,6 +122,7 @@ export function readGenerationFields(
     includeUsage: given(streamOptions?.include_usage) ?? false,
     priority: given(body.priority),
     constraint,
+    cacheSalt: given(body.cache_salt),
   };
 }
 

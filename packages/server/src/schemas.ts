@@ -86,6 +86,9 @@ const generationFields = {
   include_stop_str_in_output: nullable(Type.Boolean()),
   priority: nullable(Type.Integer(), 'With --scheduling-policy priority: lower runs first.'),
   user: nullable(Type.String()),
+  skip_special_tokens: nullable(Type.Boolean(), 'Leave special tokens out of the text (default true).'),
+  spaces_between_special_tokens: nullable(Type.Boolean(), 'Accepted for vLLM clients; no effect with tokenizer.json tokenizers.'),
+  cache_salt: nullable(Type.String(), 'Prefix-cache entries are shared only between requests with the same salt.'),
   ...structuredOutputFields(),
 };
 
@@ -97,6 +100,8 @@ export const CompletionRequest = Type.Object(
     echo: nullable(Type.Boolean()),
     logprobs: nullable(Type.Integer(), 'Top logprobs per token, up to --max-logprobs.'),
     suffix: nullable(Type.String(), 'Not supported.'),
+    best_of: nullable(Type.Integer(), 'Only best_of = n (vLLM V1 has no best_of either).'),
+    add_special_tokens: nullable(Type.Boolean(), 'Add the tokenizer’s special tokens (BOS) to a text prompt (default true).'),
     ...generationFields,
   },
   { description: "OpenAI's legacy completions request, with vLLM's extra sampling fields." },

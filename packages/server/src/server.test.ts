@@ -202,6 +202,8 @@ describe('the other endpoints', () => {
   it('lists the model, reports health and version, tokenizes and detokenizes', async () => {
     const models = await client.models.list();
     expect(models.data.map((entry) => entry.id)).toEqual([model]);
+    expect(await client.models.retrieve(model)).toMatchObject({ id: model, object: 'model', max_model_len: 512 });
+    await expect(client.models.retrieve('gpt-9')).rejects.toMatchObject({ status: 404 });
     expect((await fetch(`${baseUrl}/health`)).status).toBe(200);
     expect((await fetch(`${baseUrl}/health`, { method: 'HEAD' })).status).toBe(200);
     expect((await fetch(`${baseUrl}/ping`)).status).toBe(200);
@@ -401,6 +403,87 @@ describe('HTTP hardening', () => {
       expect(tokens).toEqual(await engine.encode('User said: Hello world', { addSpecialTokens: false }));
     } finally {
       await templated.close();
+    }
+  });
+});
+
+describe('the rest of the OpenAI and vLLM surface', () => {
+  it('checks best_of against n: equal is fine, less is a 400, more is refused (as vLLM V1)', async () => {
+    expect((await post('/v1/completions', { model, prompt: 'x', max_tokens: 1, best_of: 1 })).status).toBe(200);
+    expect(await post('/v1/completions', { model, prompt: 'x', max_tokens: 1, n: 2, temperature: 1, best_of: 1 })).toMatchObject({ status: 400, body: { error: { param: 'best_of', message: expect.stringMatching(/at least n \(2\)/) } } });
+    expect(await post('/v1/completions', { model, prompt: 'x', max_tokens: 1, best_of: 3 })).toMatchObject({ status: 400, body: { error: { param: 'best_of' } } });
+  });
+
+  it('honours skip_special_tokens in text and streams', async () => {
+    // <|endoftext|> (151643) is special; ignore_eos keeps it from ending the output.
+    const body = { model, prompt: 'Hi', max_tokens: 3, ignore_eos: true, temperature: 0, logit_bias: { '151643': 100 } };
+    const skipped = await post('/v1/completions', body);
+    expect((skipped.body as unknown as OpenAI.Completion).choices[0]!.text).toBe('');
+    const kept = await post('/v1/completions', { ...body, skip_special_tokens: false, spaces_between_special_tokens: true });
+    expect((kept.body as unknown as OpenAI.Completion).choices[0]!.text).toBe('<|endoftext|>'.repeat(3));
+    const stream = await client.completions.create({ ...body, skip_special_tokens: false, stream: true } as never);
+    let text = '';
+    for await (const chunk of stream as unknown as AsyncIterable<OpenAI.Completion>) text += chunk.choices[0]?.text ?? '';
+    expect(text).toBe('<|endoftext|>'.repeat(3));
+  });
+
+  it('reports each token’s raw bytes in chat logprobs, so split characters can be rebuilt', async () => {
+    // One four-byte character takes several byte tokens; make the reply each of them in turn.
+    const ids = await engine.encode('𓀀', { addSpecialTokens: false });
+    expect(ids.length).toBeGreaterThan(1);
+    const bytes: number[] = [];
+    for (const id of ids) {
+      const completion = await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'x' }], max_tokens: 1, temperature: 0, logprobs: true, logit_bias: { [id]: 100 } });
+      const [token] = completion.choices[0]!.logprobs!.content!;
+      expect(Buffer.from(token!.bytes!).equals(Buffer.from('\uFFFD'))).toBe(false);
+      bytes.push(...token!.bytes!);
+    }
+    expect(Buffer.from(bytes).toString('utf8')).toBe('𓀀');
+  });
+
+  it('refuses fields it knows and does not implement, and ignores the ones nobody defines', async () => {
+    for (const [field, value] of [['use_beam_search', true], ['truncate_prompt_tokens', 10], ['allowed_token_ids', [1]], ['prompt_logprobs', 1], ['return_tokens_as_token_ids', true]] as const) {
+      const response = await post('/v1/completions', { model, prompt: 'x', max_tokens: 1, [field]: value });
+      expect(response, field).toMatchObject({ status: 400, body: { error: { param: field } } });
+    }
+    expect((await post('/v1/chat/completions', { model, messages: [{ role: 'user', content: 'x' }], max_tokens: 1, functions: [{ name: 'f' }] })).body.error.param).toBe('functions');
+    expect((await post('/v1/completions', { model, prompt: 'x', max_tokens: 1, use_beam_search: false, guided_decoding_backend: 'xgrammar', some_future_field: 1 })).status).toBe(200);
+  });
+
+  it('adds special tokens to a text prompt unless add_special_tokens is false, and salts the prefix cache', async () => {
+    const withSpecial = await post('/v1/completions', { model, prompt: 'Hello world', max_tokens: 1 });
+    const without = await post('/v1/completions', { model, prompt: 'Hello world', max_tokens: 1, add_special_tokens: false });
+    const usage = (response: { body: Record<string, unknown> }) => (response.body.usage as { prompt_tokens: number }).prompt_tokens;
+    expect(usage(without)).toBeLessThanOrEqual(usage(withSpecial));
+    const prompt = Array.from({ length: 64 }, (_, index) => 1000 + index);
+    const hits = async (salt: string) => {
+      const before = engine.makeStats().prefixCacheHits;
+      expect((await post('/v1/completions', { model, prompt, max_tokens: 1, cache_salt: salt })).status).toBe(200);
+      return engine.makeStats().prefixCacheHits - before;
+    };
+    await hits('tenant-a');
+    expect(await hits('tenant-a')).toBeGreaterThan(0);
+    expect(await hits('tenant-b')).toBe(0);
+  });
+
+  it('exports the metrics under vLLM’s names and labels too, when asked', async () => {
+    const compatible = createPagodaServer({ engine, servedModelName: model, version: '1', vllmCompatibleMetrics: true });
+    const url = `http://127.0.0.1:${(await compatible.listen(0)).port}`;
+    try {
+      await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model, prompt: 'x', max_tokens: 2 }) });
+      const families = parsePrometheusTextFormat(await (await fetch(`${url}/metrics`)).text());
+      const byName = new Map(families.map((family) => [family.name, family]));
+      for (const name of [
+        'vllm:num_requests_running', 'vllm:num_requests_waiting', 'vllm:kv_cache_usage_perc', 'vllm:gpu_cache_usage_perc', 'vllm:prompt_tokens_total',
+        'vllm:generation_tokens_total', 'vllm:request_success_total', 'vllm:time_to_first_token_seconds', 'vllm:inter_token_latency_seconds',
+        'vllm:time_per_output_token_seconds', 'vllm:e2e_request_latency_seconds', 'vllm:request_prompt_tokens', 'vllm:request_generation_tokens',
+        'vllm:num_preemptions_total', 'vllm:prefix_cache_queries_total', 'vllm:prefix_cache_hits_total', 'pagoda:num_requests_running',
+      ]) expect(byName.has(name), name).toBe(true);
+      expect(byName.get('vllm:num_requests_waiting')!.metrics[0]!.labels).toEqual({ model_name: model, engine: '0' });
+      const ttft = byName.get('vllm:time_to_first_token_seconds')!.metrics[0]! as unknown as { buckets: Record<string, string> };
+      expect(Object.keys(ttft.buckets)).toContain('0.001');
+    } finally {
+      await compatible.close();
     }
   });
 });

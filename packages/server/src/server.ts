@@ -76,6 +76,8 @@ export interface PagodaServerOptions {
    * engine the same (`reasoningParser` engine option), so constraints start after the reasoning.
    */
   readonly reasoningParser?: ReasoningParserName | undefined;
+  /** Also export the metrics under vLLM's names, labels and buckets (`vllm:num_requests_waiting`, …). */
+  readonly vllmCompatibleMetrics?: boolean | undefined;
   /** How much the Responses API may keep for `previous_response_id`, in bytes (default 64 MiB; oldest out first). */
   readonly responsesStoreBytes?: number | undefined;
   /** A pino logger for structured request logs (request id, method, URL, status, time); default none. */
@@ -153,7 +155,7 @@ function toErrorResponse(error: unknown, maxBodyBytes: number): { status: number
 export function createPagodaServer(options: PagodaServerOptions): PagodaServer {
   const { engine, servedModelName } = options;
   const created = Math.floor(Date.now() / 1000);
-  const metrics = new PagodaMetrics(servedModelName);
+  const metrics = new PagodaMetrics(servedModelName, { vllmCompatible: options.vllmCompatibleMetrics ?? false, maxModelLen: engine.context.options.maxModelLen });
   const maxBodyBytes = options.maxBodyBytes ?? 16 * 2 ** 20;
   const maxConnections = options.maxConnections ?? 2048;
   const timeouts = {
@@ -315,20 +317,22 @@ export function createPagodaServer(options: PagodaServerOptions): PagodaServer {
       const text = await metrics.render(engine.makeStats());
       return reply.type(metrics.contentType).send(text);
     });
-    routes.get('/v1/models', { schema: { tags: ['OpenAI'] } }, async () => ({
-      object: 'list',
-      data: [
-        {
-          id: servedModelName,
-          object: 'model',
-          created,
-          owned_by: 'pagoda',
-          root: engine.context.modelDir,
-          parent: null,
-          max_model_len: engine.context.options.maxModelLen,
-        },
-      ],
-    }));
+    const modelCard = () => ({
+      id: servedModelName,
+      object: 'model',
+      created,
+      owned_by: 'pagoda',
+      root: engine.context.modelDir,
+      parent: null,
+      max_model_len: engine.context.options.maxModelLen,
+    });
+    routes.get('/v1/models', { schema: { tags: ['OpenAI'] } }, async () => ({ object: 'list', data: [modelCard()] }));
+    // A wildcard, so that a served name with a slash (`Qwen/Qwen3-0.6B`) matches, encoded or not.
+    routes.get<{ Params: { '*': string } }>('/v1/models/*', { schema: { summary: 'One served model', tags: ['OpenAI'] } }, async (request) => {
+      const model = decodeURIComponent(request.params['*']);
+      if (model !== servedModelName) throw new ApiError(404, `The model \`${model}\` does not exist.`, 'model');
+      return modelCard();
+    });
     routes.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   });
 

@@ -105,7 +105,11 @@ export class OutputProcessor {
         parent,
         index,
         coreRequestId,
-        text: new OutputText(this.tokenizer, request.promptTokenIds, { stop: params.stop, includeStopStrInOutput: params.includeStopStrInOutput }),
+        text: new OutputText(this.tokenizer, request.promptTokenIds, {
+          stop: params.stop,
+          includeStopStrInOutput: params.includeStopStrInOutput,
+          skipSpecialTokens: params.skipSpecialTokens,
+        }),
         tokenIds: [],
         logprobs: params.logprobs === null ? undefined : [],
         finishReason: undefined,

@@ -40,6 +40,26 @@ describe.each([
   });
 });
 
+describe('TextTokenizer.tokenBytes: the raw bytes of each token, as logprobs report them', () => {
+  it.each([
+    { checkpoint: 'tiny-qwen2', oracle: 'qwen3.json', expected: (text: string) => text.normalize('NFC') },
+    { checkpoint: 'tiny-llama', oracle: 'llama2.json', expected: (text: string) => (text === '' ? '' : ` ${text}`) },
+  ])('rebuilds every $oracle text from its tokens’ bytes ($checkpoint)', async ({ checkpoint, oracle, expected }) => {
+    const tokenizer = await TextTokenizer.load(fixturePath(checkpoint));
+    const { cases } = readFixtureJson<TokenizerFixture>('tokenizers', oracle);
+    // (Llama's legacy SentencePiece prepends another "▁" after an added token such as a literal <s>: left out.)
+    for (const { text } of cases.filter((testCase) => checkpoint !== 'tiny-llama' || !/<\/?s>/.test(testCase.text))) {
+      const ids = tokenizer.encode(text, { addSpecialTokens: false });
+      const bytes = Buffer.from(ids.flatMap((id) => tokenizer.tokenBytes(id)));
+      expect({ text, bytes: bytes.toString('utf8') }).toEqual({ text, bytes: expected(text) });
+    }
+    // A character split over byte tokens: each token's own bytes, not U+FFFD's.
+    const split = tokenizer.encode('𓀀', { addSpecialTokens: false });
+    expect(split.length).toBeGreaterThan(1);
+    expect(split.map((id) => tokenizer.tokenBytes(id)).every((bytes) => !Buffer.from(bytes).equals(Buffer.from('\uFFFD')))).toBe(true);
+  });
+});
+
 describe('TextTokenizer chat templates', () => {
   const { chat } = readFixtureJson<TokenizerFixture>('tokenizers', 'qwen3.json');
 

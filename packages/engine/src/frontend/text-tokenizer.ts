@@ -38,6 +38,8 @@ export class TextTokenizer {
    * `B / maxInputBytesPerToken` tokens, which bounds a prompt's size before it is tokenized.
    */
   readonly maxInputBytesPerToken: number;
+  /** How a vocabulary string maps to the bytes it stands for (see {@link tokenBytes}). */
+  private readonly byteEncoding: 'byte-level' | 'sentencepiece' | 'text';
   /** Token ids that decode to nothing when special tokens are skipped. */
   readonly specialTokenIds: ReadonlySet<number>;
   readonly bosToken: string | undefined;
@@ -51,6 +53,8 @@ export class TextTokenizer {
     tokenizerJson: unknown = {},
   ) {
     this.maxInputBytesPerToken = longestTokenBytes(tokenizerJson) * normalizerShrinkFactor((tokenizerJson as { normalizer?: unknown }).normalizer);
+    const decoder = JSON.stringify((tokenizerJson as { decoder?: unknown }).decoder ?? null);
+    this.byteEncoding = decoder.includes('"ByteLevel"') ? 'byte-level' : decoder.includes('"ByteFallback"') ? 'sentencepiece' : 'text';
     this.chatTemplates = readChatTemplates(config.chat_template);
     const special = new Set<number>();
     for (const [id, token] of tokenizer.get_added_tokens_decoder()) if (token.special) special.add(id);
@@ -79,6 +83,26 @@ export class TextTokenizer {
   decode(tokenIds: readonly number[], { skipSpecialTokens = true }: { skipSpecialTokens?: boolean } = {}): string {
     if (tokenIds.length === 0) return '';
     return this.tokenizer.decode([...tokenIds], { skip_special_tokens: skipSpecialTokens });
+  }
+
+  /**
+   * The raw bytes a token stands for, as OpenAI's logprob `bytes` give them, so that a client can rebuild text that a
+   * multi-byte character splits across tokens: a byte-level token's characters are one byte each (GPT-2's byte
+   * alphabet), a SentencePiece byte-fallback token `<0xE4>` is that byte and `▁` a space; anything else (added
+   * tokens, other tokenizers) is its text in UTF-8.
+   */
+  tokenBytes(tokenId: number): number[] {
+    const token = this.tokenizer.id_to_token(tokenId);
+    if (token === undefined || this.specialTokenIds.has(tokenId)) return [...Buffer.from(this.decode([tokenId], { skipSpecialTokens: false }), 'utf8')];
+    if (this.byteEncoding === 'byte-level') {
+      const bytes = [...token].map((character) => byteLevelDecoder.get(character));
+      if (bytes.every((byte) => byte !== undefined)) return bytes as number[];
+    } else if (this.byteEncoding === 'sentencepiece') {
+      const fallback = /^<0x([0-9A-Fa-f]{2})>$/.exec(token);
+      if (fallback) return [Number.parseInt(fallback[1]!, 16)];
+      return [...Buffer.from(token.replaceAll('\u2581', ' '), 'utf8')];
+    }
+    return [...Buffer.from(this.decode([tokenId], { skipSpecialTokens: false }), 'utf8')];
   }
 
   /** The token's string in the vocabulary (for logprobs), or `undefined` outside it. */
@@ -124,6 +148,18 @@ export class TextTokenizer {
     }
   }
 }
+
+/**
+ * GPT-2's byte-level alphabet, inverted: printable bytes stand for themselves, the other 68 for characters from
+ * U+0100 on, in byte order (`Ġ` is the space).
+ */
+const byteLevelDecoder: ReadonlyMap<string, number> = (() => {
+  const printable = (byte: number) => (byte >= 0x21 && byte <= 0x7e) || (byte >= 0xa1 && byte <= 0xac) || (byte >= 0xae && byte <= 0xff);
+  const decoder = new Map<string, number>();
+  let next = 0;
+  for (let byte = 0; byte < 256; byte += 1) decoder.set(String.fromCodePoint(printable(byte) ? byte : 256 + next++), byte);
+  return decoder;
+})();
 
 /**
  * The longest token of a tokenizer.json (BPE, WordPiece or Unigram vocabulary, and added tokens) in bytes of the
