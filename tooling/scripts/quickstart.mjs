@@ -46,8 +46,10 @@ if (mode === 'start') {
   install();
   step('build the server', ['exec', 'turbo', 'run', 'build', '--filter=@pagoda/server-app...', '--output-logs=errors-only']);
   console.log(`\n> pagoda serve ${extraArgs.join(' ')}`);
+  // npm runs scripts from the package root; INIT_CWD is where the user typed `npm start`, so relative paths
+  // (`--model ./my-model`, `--chat-template t.jinja`) mean what they would in their shell.
   const server = spawn(process.execPath, [join(root, 'apps', 'server', 'dist', 'cli.js'), 'serve', ...extraArgs], {
-    cwd: root,
+    cwd: process.env.INIT_CWD ?? root,
     env,
     stdio: 'inherit',
   });

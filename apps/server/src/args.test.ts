@@ -110,6 +110,8 @@ describe('pagoda serve arguments', () => {
     [['--gpu-memory-utilization', 'lots'], /--gpu-memory-utilization must be a number in \(0, 1\], got "lots"/],
     [['--enable-prefix-caching', '--no-enable-prefix-caching'], /contradict each other/],
     [['--max-waiting-requests=-1'], /--max-waiting-requests must be a non-negative integer/],
+    [['--max-num-seqs', '-3'], /--max-num-seqs must be a positive integer, got -3/],
+    [['--max-model-len', '0'], /--max-model-len must be a positive integer, got 0/],
     [['--timeout-keep-alive', '0'], /--timeout-keep-alive must be a positive number of seconds, got "0"/],
     [['--timeout-graceful-shutdown', 'soon'], /--timeout-graceful-shutdown must be a positive number of seconds/],
     [['--limit-concurrency', '0'], /--limit-concurrency must be a positive integer, got 0/],

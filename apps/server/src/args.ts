@@ -100,12 +100,16 @@ Engine (as vLLM's engine arguments)
   --pipeline-parallel-size N     pipeline stages (default 1)
   --generation-config auto|vllm  auto: sampling defaults from generation_config.json (default auto)
   --max-logprobs N               most logprobs a request may ask for (default 20)
-  --load-format safetensors|dummy   dummy: seeded random weights from config.json alone
+  --load-format safetensors|dummy   dummy: seeded random weights from config.json alone (default safetensors)
   --seed N                       seed of the dummy weights (default 0)
   --intra-op-num-threads N       ONNX Runtime threads (default: one per core)
-  --scheduling-policy fcfs|priority
-  --long-prefill-token-threshold N
-  --model-runner auto|paged-reference   paged-reference: the GPU graph on the CPU, for checking without a GPU`;
+  --scheduling-policy fcfs|priority   first come first served, or by each request's priority (default fcfs)
+  --long-prefill-token-threshold N   most tokens of one prompt per step (default 0: no cap)
+  --model-runner auto|paged-reference   paged-reference: the GPU graph on the CPU, for checking without a GPU
+                                 (default auto)
+
+  --version                      print the version
+  --help                         print this`;
 
 const integerFlags = [
   'port',
@@ -173,11 +177,28 @@ export function readChatTemplateOption(value: string | undefined, cwd = process.
   }
 }
 
+/**
+ * `--flag -3` as `--flag=-3`, for flags that take a value: node's parser reads a value that starts with `-` as an
+ * option ("argument is ambiguous"), where the flag's own check would say what a valid value is.
+ */
+function joinNegativeValues(argv: readonly string[], valueFlags: ReadonlySet<string>): string[] {
+  const joined: string[] = [];
+  for (let index = 0; index < argv.length; index += 1) {
+    const argument = argv[index]!;
+    const next = argv[index + 1];
+    if (valueFlags.has(argument) && next !== undefined && /^-\d/.test(next)) {
+      joined.push(`${argument}=${next}`);
+      index += 1;
+    } else joined.push(argument);
+  }
+  return joined;
+}
+
 export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ServeOptions {
   let values: Record<string, string | boolean | undefined>;
   try {
     ({ values } = parseArgs({
-      args: [...argv],
+      args: joinNegativeValues(argv, new Set([...integerFlags, ...secondsFlags, 'gpu-memory-utilization'].map((flag) => `--${flag}`))),
       options: {
         model: { type: 'string' },
         host: { type: 'string' },
@@ -217,6 +238,10 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
   }
   const string = (flag: string) => values[flag] as string | undefined;
   const numbers = Object.fromEntries(integerFlags.map((flag) => [flag, integer(flag, string(flag))])) as Record<(typeof integerFlags)[number], number | undefined>;
+  for (const flag of ['max-num-seqs', 'max-num-batched-tokens', 'max-model-len', 'tensor-parallel-size', 'pipeline-parallel-size', 'intra-op-num-threads'] as const) {
+    const value = numbers[flag];
+    if (value !== undefined && value < 1) throw new UsageError(`--${flag} must be a positive integer, got ${value}`);
+  }
   const port = numbers.port ?? 8000;
   if (port < 0 || port > 65535) throw new UsageError(`--port must be an integer in [0, 65535], got ${port}`);
   const gpuMemoryUtilizationText = string('gpu-memory-utilization');

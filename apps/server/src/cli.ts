@@ -17,6 +17,10 @@ function createLogger(options: ServeOptions): Logger {
 
 async function main(argv: readonly string[]): Promise<void> {
   const [command, ...rest] = argv;
+  if (command === '--version' || command === '-v' || rest.includes('--version')) {
+    console.log(packageJson.version);
+    return;
+  }
   if (command === undefined || command === '--help' || command === '-h' || rest.includes('--help')) {
     console.log(usage);
     return;

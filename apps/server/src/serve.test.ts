@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
 import { describe, expect, it } from 'vitest';
+import packageJson from '../package.json' with { type: 'json' };
 import { parseServeArgs } from './args';
 import { serve } from './serve';
 
@@ -139,6 +140,14 @@ describe('pagoda serve as a process', () => {
     expect(await server.exited).toBe(3);
     expect(server.output()).toMatch(/the drain deadline passed: 1 requests were cut/);
   }, 60_000);
+
+  it('prints its version', async () => {
+    const child = spawn(process.execPath, ['--import', tsx, '--conditions=@pagoda/source', join(here, 'cli.ts'), '--version'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (chunk) => (output += chunk));
+    expect(await new Promise((resolve) => child.once('exit', resolve))).toBe(0);
+    expect(output.trim()).toBe(packageJson.version);
+  });
 
   it('refuses to start when --chat-template names a file that does not exist', async () => {
     await expect(serve(parseServeArgs(['--port', '0', '--chat-template', 'no/such/template.jinja'], {}), 'test', () => undefined)).rejects.toThrow(

@@ -7,10 +7,24 @@ import { ExecutionProviderError } from './errors';
 /** The ONNX Runtime execution providers the runner can be asked for. */
 export type ExecutionProvider = 'cpu' | 'webgpu' | 'cuda';
 
-export const cudaInstallHint =
-  'onnxruntime-node downloads the CUDA execution provider only when installed with ONNXRUNTIME_NODE_INSTALL=cuda12; ' +
-  'run `ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js` ' +
-  '(or `ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node`), with CUDA 12 and cuDNN 9 on the library path';
+/** onnxruntime-node's own folder, wherever the package manager put it (pnpm keeps it under node_modules/.pnpm). */
+function onnxRuntimePackageDir(): string | undefined {
+  try {
+    return dirname(createRequire(import.meta.url).resolve('onnxruntime-node/package.json'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** What to run to fetch the CUDA provider, with the install script's real path. */
+export function cudaInstallHint(): string {
+  const script = join(onnxRuntimePackageDir() ?? 'node_modules/onnxruntime-node', 'script', 'install.js');
+  return (
+    'onnxruntime-node downloads the CUDA execution provider only when installed with ONNXRUNTIME_NODE_INSTALL=cuda12; ' +
+    `run \`ONNXRUNTIME_NODE_INSTALL=cuda12 node ${script}\` (or \`ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node\` ` +
+    'in an npm project), with CUDA 12 and cuDNN 9 on the library path'
+  );
+}
 
 /**
  * Checks that `executionProvider` can be used before a session is made, so the error says why rather than ONNX
@@ -33,7 +47,7 @@ export function checkExecutionProvider(executionProvider: string): ExecutionProv
   if (executionProvider === 'cuda' && !cudaProviderInstalled()) {
     throw new ExecutionProviderError(
       executionProvider,
-      `the CUDA execution provider binaries (libonnxruntime_providers_cuda) are missing: ${cudaInstallHint}`,
+      `the CUDA execution provider binaries (libonnxruntime_providers_cuda) are missing: ${cudaInstallHint()}`,
     );
   }
   return executionProvider;
@@ -41,13 +55,9 @@ export function checkExecutionProvider(executionProvider: string): ExecutionProv
 
 /** Whether onnxruntime-node's native folder holds the CUDA provider library its install script downloads. */
 export function cudaProviderInstalled(): boolean {
-  let bindingDir: string;
-  try {
-    const packageJson = createRequire(import.meta.url).resolve('onnxruntime-node/package.json');
-    bindingDir = join(dirname(packageJson), 'bin', 'napi-v6', process.platform, process.arch);
-  } catch {
-    return false;
-  }
+  const packageDir = onnxRuntimePackageDir();
+  if (packageDir === undefined) return false;
+  const bindingDir = join(packageDir, 'bin', 'napi-v6', process.platform, process.arch);
   if (!existsSync(bindingDir)) return false;
   return readdirSync(bindingDir).some((file) => file.includes('onnxruntime_providers_cuda'));
 }
@@ -57,7 +67,7 @@ export function executionProviderFailure(executionProvider: ExecutionProvider, e
   const reason = (error as Error).message.trim();
   const hint =
     executionProvider === 'cuda'
-      ? cudaInstallHint
+      ? cudaInstallHint()
       : executionProvider === 'webgpu'
         ? 'WebGPU needs a GPU adapter (Dawn over Vulkan, Metal or D3D12) visible to this process'
         : 'the CPU execution provider should always load; this is a bug';

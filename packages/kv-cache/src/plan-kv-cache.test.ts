@@ -44,6 +44,12 @@ describe('planKvCache', () => {
     expect(attempt).toThrow(/raise gpu_memory_utilization, or lower max_model_len to at most 45872/);
   });
 
+  it('says that only a larger budget helps when not one block fits', () => {
+    const attempt = () => planKvCache({ ...llama3_8b, kvCacheMemoryBytes: MiB });
+    expect(attempt).toThrow(/not one block of 2\.00 MiB fits/);
+    expect(attempt).not.toThrow(/at most 0/);
+  });
+
   it('refuses a budget the weights alone exhaust', () => {
     expect(() => planKvCache({ ...llama3_8b, memoryBytes: 8 * GiB, weightsBytes: 15 * GiB, activationPeakBytes: 0 })).toThrow(
       /no memory is left for the KV cache/,

@@ -96,10 +96,12 @@ export function planKvCache(options: PlanKvCacheOptions): KvCachePlan {
   const blocksPerFullRequest = Math.ceil(maxModelLen / blockSize);
   if (numBlocks < blocksPerFullRequest) {
     const fittingTokens = numBlocks * blockSize;
+    // With no block at all, no max_model_len helps: only a larger budget does.
+    const remedy = fittingTokens === 0 ? `not one block of ${formatBytes(bytesPerBlock)} fits; ${budgetHint}` : `${budgetHint}, or lower max_model_len to at most ${fittingTokens}`;
     throw new KvCacheCapacityError(
       `max_model_len ${maxModelLen} needs ${blocksPerFullRequest} KV blocks ` +
         `(${formatBytes(blocksPerFullRequest * bytesPerBlock)}) for one request, but only ${numBlocks} blocks ` +
-        `(${formatBytes(availableBytes)}) fit; ${budgetHint}, or lower max_model_len to at most ${fittingTokens}`,
+        `(${formatBytes(availableBytes)}) fit; ${remedy}`,
       blocksPerFullRequest * bytesPerBlock,
       availableBytes,
     );
