@@ -29,7 +29,7 @@ describe('pagoda serve on the built-in default model', () => {
   it.each([
     [['--max-model-len', '999999'], /max_model_len \(999999\) is larger than the model's max_position_embeddings \(32768\)/],
     [['--block-size', '0'], /block_size must be a positive integer/],
-    [['--kv-cache-memory', '1KiB'], /max_model_len 32768 needs .* raise --kv-cache-memory, or lower max_model_len/],
+    [['--kv-cache-memory', '1KiB'], /max_model_len 32768 needs .* not one block of 4.00 KiB fits; raise --kv-cache-memory/],
     [['--device', 'tpu'], /device must be one of cpu, cuda, webgpu/],
     [['--generation-config', 'maybe'], /generation_config must be one of auto, vllm/],
     [['--tensor-parallel-size', '3'], /tensor_parallel_size \(3\) must divide/],
