@@ -79,7 +79,15 @@ describe('structured outputs over chat completions', () => {
   });
 
   it('keeps a busy batch valid while the scheduler preempts', async () => {
-    const busy = createPagodaServer({ engine, servedModelName: model, version: 'busy' });
+    // A KV cache of 384 tokens for twelve requests that need about 1,500: the scheduler must preempt.
+    const small = await AsyncLLM.create(fixturePath(model), {
+      kvCacheMemory: '96KiB',
+      maxModelLen: 256,
+      intraOpNumThreads: 1,
+      tokenizerPoolSize: 1,
+      structuredOutputsConfig: { disableAnyWhitespace: true },
+    });
+    const busy = createPagodaServer({ engine: small, servedModelName: model, version: 'busy' });
     const url = `http://127.0.0.1:${(await busy.listen(0)).port}/v1`;
     try {
       const busyClient = new OpenAI({ baseURL: url, apiKey: 'unused', maxRetries: 0 });
@@ -87,15 +95,17 @@ describe('structured outputs over chat completions', () => {
         busyClient.chat.completions.create({ model, messages: user(`Weather ${index}`), response_format: zodResponseFormat(Weather, 'weather'), temperature: 1, seed: index }),
       );
       const free = Array.from({ length: 6 }, (_, index) =>
-        busyClient.completions.create({ model, prompt: `Story ${index}`, max_tokens: 300, ignore_eos: true, temperature: 1, seed: index } as never),
+        busyClient.completions.create({ model, prompt: `Story ${index}`, max_tokens: 200, ignore_eos: true, temperature: 1, seed: index } as never),
       );
       const answers = await Promise.all(constrained);
       await Promise.all(free);
+      expect(small.makeStats().numPreemptionsTotal).toBeGreaterThan(0);
       for (const answer of answers) Weather.parse(JSON.parse(answer.choices[0]!.message.content!));
     } finally {
       await busy.close();
+      await small.close();
     }
-  }, 60_000);
+  });
 
   it('gives a valid JSON prefix when json_object or an unbounded schema runs into max_tokens, and JSON when it ends', async () => {
     const formats = [{ type: 'json_object' as const }, { type: 'json_schema' as const, json_schema: { name: 'note', schema: { type: 'object', properties: { note: { type: 'string' } }, required: ['note'] } } }];
