@@ -1,4 +1,5 @@
 export { SamplingError, SamplingParamsError } from './errors';
+export { tokenLogprobs } from './logprobs';
 export { argmax } from './pipeline';
 export { processLogits } from './process-logits';
 export { Sampler } from './sampler';

@@ -1,5 +1,5 @@
 import type { TopKBuffers } from './top-k';
-import { selectTopK } from './top-k';
+import { createTopKBuffers, selectTopK } from './top-k';
 
 /** A token and its log-probability under the model's distribution. */
 export interface TokenLogprob {
@@ -45,4 +45,15 @@ export function rawLogprobs(
   const logSumExp = max + Math.log(sum);
   const top: TokenLogprob[] = topCount === 0 ? [] : topIds.map((id) => ({ tokenId: id, logprob: row[id]! - logSumExp }));
   return { tokenId, logprob: sampledLogit - logSumExp, rank: moreLikely + 1, top };
+}
+
+let sharedBuffers: TopKBuffers | undefined;
+
+/**
+ * The logprob, rank and top logprobs of `tokenId` under one raw logits row, as for a sampled token: what vLLM's
+ * `prompt_logprobs` reports for each prompt token, from the row of the position before it.
+ */
+export function tokenLogprobs(row: Float32Array, tokenId: number, topCount: number): SampledTokenLogprobs {
+  sharedBuffers ??= createTopKBuffers();
+  return rawLogprobs(row, tokenId, topCount, sharedBuffers);
 }

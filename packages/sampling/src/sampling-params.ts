@@ -43,6 +43,12 @@ export interface SamplingParams {
   /** `logprobs`: return the sampled token's logprob and this many top logprobs (0: the sampled token only). */
   readonly logprobs?: number | null;
   /**
+   * `prompt_logprobs` (vLLM): the logprob of every prompt token but the first, given those before it, with this many
+   * top logprobs at each position (0: the prompt token's only). Prompts asking for it are computed whole (no prefix
+   * cache hit), since a cached block has no logits.
+   */
+  readonly promptLogprobs?: number | null;
+  /**
    * `structured_outputs`: one grammar constraint (a JSON schema, any JSON object, a regex, a choice, an EBNF grammar
    * or a structural tag). Plain data here: the engine compiles it and hands the sampler each step's allowed-token
    * bitmask (`SamplingRow.allowedTokenBitmask`).
@@ -72,6 +78,7 @@ export interface NormalizedSamplingParams {
   readonly includeStopStrInOutput: boolean;
   readonly skipSpecialTokens: boolean;
   readonly logprobs: number | null;
+  readonly promptLogprobs: number | null;
   /** Only its one constraint set; null when the output is free. */
   readonly structuredOutputs: StructuredOutputsParams | null;
 }
@@ -99,6 +106,7 @@ export const DEFAULT_SAMPLING_PARAMS: NormalizedSamplingParams = Object.freeze({
   includeStopStrInOutput: false,
   skipSpecialTokens: true,
   logprobs: null,
+  promptLogprobs: null,
   structuredOutputs: null,
 });
 

@@ -55,7 +55,8 @@ export function validateSamplingParams(
     throw new SamplingParamsError({ param: 'seed', expected: 'an integer', value: seed });
   }
 
-  const maxTokens = integerAtLeast('max_tokens', params.maxTokens, defaults.maxTokens, 1);
+  // 0: no output at all, only the prompt computed (with promptLogprobs, scored): OpenAI's echo with max_tokens 0.
+  const maxTokens = integerAtLeast('max_tokens', params.maxTokens, defaults.maxTokens, 0);
   const minTokens = optional(params.minTokens, defaults.minTokens);
   if (!Number.isSafeInteger(minTokens) || minTokens < 0 || minTokens > maxTokens) {
     throw new SamplingParamsError({
@@ -93,6 +94,16 @@ export function validateSamplingParams(
     });
   }
 
+  const promptLogprobs = optional(params.promptLogprobs, defaults.promptLogprobs);
+  if (promptLogprobs !== null && (!Number.isInteger(promptLogprobs) || promptLogprobs < 0 || promptLogprobs > maxLogprobs)) {
+    throw new SamplingParamsError({
+      param: 'prompt_logprobs',
+      expected: `an integer in [0, ${maxLogprobs}]`,
+      value: promptLogprobs,
+      message: `prompt_logprobs must be an integer in [0, ${maxLogprobs}] (the server's limit), got ${describeValue(promptLogprobs)}`,
+    });
+  }
+
   const structuredOutputs = normalizeStructuredOutputs(params.structuredOutputs);
 
   if (greedy) {
@@ -118,6 +129,7 @@ export function validateSamplingParams(
     ignoreEos,
     includeStopStrInOutput,
     skipSpecialTokens,
+    promptLogprobs,
     logprobs,
     structuredOutputs,
   });

@@ -5,7 +5,7 @@ import { RequestStatus } from './request-status';
 export interface RequestInit {
   requestId: string;
   promptTokenIds: readonly number[];
-  /** Maximum number of tokens to generate (≥ 1). */
+  /** Maximum number of tokens to generate; 0: none, the request ends once its prompt is computed (scoring). */
   maxTokens: number;
   /** EOS and stop token ids do not finish the request before this many tokens were generated. */
   minTokens?: number;
@@ -21,6 +21,12 @@ export interface RequestInit {
   cacheSalt?: string;
   /** Skip the prefix-cache lookup (e.g. prompt logprobs need every position computed). */
   skipPrefixCache?: boolean;
+  /**
+   * The most of this request's tokens one step may compute (default: no cap beyond the step's budget): a request
+   * whose every position's logits come back (prompt logprobs) is computed in chunks this size, so a long prompt's
+   * logits are never held whole.
+   */
+  maxTokensPerStep?: number;
   /**
    * The request's grammar is still compiling: it starts in `WaitingForStructuredOutput` and is not scheduled until
    * `Scheduler.markStructuredOutputReady` (vLLM's `WAITING_FOR_FSM`).
@@ -42,6 +48,7 @@ export class Request implements KVCacheRequest {
   readonly blockHashes: BlockHash[] = [];
   readonly extraKeys: string | undefined;
   readonly skipPrefixCache: boolean;
+  readonly maxTokensPerStep: number;
   readonly maxTokens: number;
   readonly minTokens: number;
   readonly eosTokenIds: readonly number[];
@@ -75,6 +82,7 @@ export class Request implements KVCacheRequest {
     this.arrivalTime = init.arrivalTime ?? arrivalTime;
     this.extraKeys = init.cacheSalt;
     this.skipPrefixCache = init.skipPrefixCache ?? false;
+    this.maxTokensPerStep = init.maxTokensPerStep ?? Infinity;
     this.payload = init.payload;
     this.sequence = sequence;
     this.status = init.waitForStructuredOutput === true ? RequestStatus.WaitingForStructuredOutput : RequestStatus.Waiting;

@@ -162,12 +162,48 @@ describe('Scheduler.addRequest', () => {
     expect(error).toMatchObject({ code: 'kv_cache_too_small', param: 'max_tokens' });
   });
 
-  it('refuses an empty prompt, max_tokens below 1 and a duplicate id', () => {
+  it('refuses an empty prompt, max_tokens below 0 and a duplicate id', () => {
     const scheduler = makeScheduler();
     expect(() => scheduler.addRequest({ requestId: 'a', promptTokenIds: [], maxTokens: 1 })).toThrow('at least one token');
-    expect(() => scheduler.addRequest(request('a', 2, { maxTokens: 0 }))).toThrow('max_tokens must be at least 1, got 0');
+    expect(() => scheduler.addRequest(request('a', 2, { maxTokens: -1 }))).toThrow('max_tokens must be at least 0, got -1');
     scheduler.addRequest(request('a', 2));
     expect(() => scheduler.addRequest(request('a', 2))).toThrow('request id a is already in use');
+  });
+});
+
+describe('Scheduler: prompts computed for their logits', () => {
+  it('ends a max_tokens 0 request once its prompt is computed, without a token', () => {
+    const scheduler = makeScheduler({ maxNumBatchedTokens: 8 });
+    const runner = new FakeModelRunner(4, () => 7);
+    scheduler.addRequest({ requestId: 'score', promptTokenIds: Array.from({ length: 20 }, (_, index) => index + 1), maxTokens: 0 });
+    const seen: Array<{ finishReason: string | undefined; newTokenIds: readonly number[] }> = [];
+    for (let step = 0; step < 5 && scheduler.hasUnfinishedRequests(); step += 1) {
+      const output = scheduler.schedule();
+      seen.push(...scheduler.updateFromOutput(output, runner.execute(output)));
+    }
+    expect(seen).toEqual([expect.objectContaining({ requestId: 'score', finishReason: 'length', newTokenIds: [] })]);
+    expect(scheduler.hasUnfinishedRequests()).toBe(false);
+    expect(scheduler.makeStats().kvCacheUsage).toBe(0);
+  });
+
+  it('caps a request at maxTokensPerStep tokens a step, and skips the prefix cache when asked', () => {
+    const scheduler = makeScheduler({ maxNumBatchedTokens: 64 });
+    const runner = new FakeModelRunner(4, () => 7);
+    const prompt = Array.from({ length: 32 }, (_, index) => index + 1);
+    scheduler.addRequest({ requestId: 'warm', promptTokenIds: prompt, maxTokens: 1 });
+    for (let step = 0; step < 3 && scheduler.hasUnfinishedRequests(); step += 1) {
+      const output = scheduler.schedule();
+      scheduler.updateFromOutput(output, runner.execute(output));
+    }
+    scheduler.addRequest({ requestId: 'chunked', promptTokenIds: prompt, maxTokens: 1, maxTokensPerStep: 10, skipPrefixCache: true });
+    const counts: number[] = [];
+    for (let step = 0; step < 6 && scheduler.hasUnfinishedRequests(); step += 1) {
+      const output = scheduler.schedule();
+      counts.push(output.numScheduledTokens.chunked ?? 0);
+      scheduler.updateFromOutput(output, runner.execute(output));
+    }
+    expect(counts.slice(0, 4)).toEqual([10, 10, 10, 2]); // all 32 prompt tokens computed again, 10 at a time
+    expect(scheduler.makeStats().prefixCacheHits).toBe(0);
   });
 });
 

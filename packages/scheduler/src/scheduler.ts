@@ -124,8 +124,11 @@ export class Scheduler {
     if (numPromptTokens === 0) {
       throw new RequestRejectedError('invalid_request', 'the prompt must contain at least one token', 'prompt');
     }
-    if (!Number.isInteger(init.maxTokens) || init.maxTokens < 1) {
-      throw new RequestRejectedError('invalid_request', `max_tokens must be at least 1, got ${init.maxTokens}`, 'max_tokens');
+    if (!Number.isInteger(init.maxTokens) || init.maxTokens < 0) {
+      throw new RequestRejectedError('invalid_request', `max_tokens must be at least 0, got ${init.maxTokens}`, 'max_tokens');
+    }
+    if (init.maxTokensPerStep !== undefined && (!Number.isInteger(init.maxTokensPerStep) || init.maxTokensPerStep < 1)) {
+      throw new RequestRejectedError('invalid_request', `maxTokensPerStep must be a positive integer, got ${init.maxTokensPerStep}`, 'max_tokens');
     }
     checkContextLength(maxModelLen, numPromptTokens, init.maxTokens);
     const numTokensAtMost = numPromptTokens + init.maxTokens;
@@ -199,7 +202,7 @@ export class Scheduler {
     let index = 0;
     while (index < this.running.length && tokenBudget > 0 && scheduledRunning.length < maxScheduledRunning) {
       const request = this.running[index]!;
-      let numNewTokens = request.numTokens - request.numComputedTokens;
+      let numNewTokens = Math.min(request.numTokens - request.numComputedTokens, request.maxTokensPerStep);
       if (longPrefillTokenThreshold > 0) numNewTokens = Math.min(numNewTokens, longPrefillTokenThreshold);
       numNewTokens = Math.min(numNewTokens, tokenBudget, maxModelLen - 1 - request.numComputedTokens);
       if (numNewTokens <= 0) {
@@ -240,7 +243,7 @@ export class Scheduler {
         const request = this.waiting.peek()!;
         const hit = request.numComputedTokens === 0 ? kvCacheManager.getComputedBlocks(request) : undefined;
         const numComputedTokens = request.numComputedTokens + (hit?.numComputedTokens ?? 0);
-        let numNewTokens = request.numTokens - numComputedTokens;
+        let numNewTokens = Math.min(request.numTokens - numComputedTokens, request.maxTokensPerStep);
         if (longPrefillTokenThreshold > 0) numNewTokens = Math.min(numNewTokens, longPrefillTokenThreshold);
         if (!enableChunkedPrefill && numNewTokens > tokenBudget) break;
         numNewTokens = Math.min(numNewTokens, tokenBudget);
@@ -314,6 +317,13 @@ export class Scheduler {
       if (request.status !== RequestStatus.Running) continue;
       // The step wrote this request's keys and values: its newly full blocks may now be shared.
       this.kvCacheManager.cacheBlocks(request);
+      if (request.maxTokens === 0 && request.numComputedTokens >= request.numPromptTokens) {
+        // Nothing to generate: the prompt is computed (and scored), so the request is done.
+        this.finish(request, RequestStatus.FinishedLengthCapped);
+        anyFinished = true;
+        updates.push({ requestId, newTokenIds: [], finishReason: 'length', stopReason: undefined, numCachedTokens: request.numCachedTokens });
+        continue;
+      }
       const sampled = modelRunnerOutput.sampledTokenIds[requestId];
       if (sampled === undefined || sampled.length === 0) continue;
       const newTokenIds: number[] = [];

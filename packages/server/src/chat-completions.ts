@@ -1,9 +1,9 @@
-import type { CompletionOutput } from '@pagoda/engine';
+import type { CompletionOutput, RequestOutput } from '@pagoda/engine';
 import { randomUUID } from 'node:crypto';
 import { renderConversation } from './chat-template';
 import { admitted, checkModel, checkSamplingFields, drive, type HandlerContext, now, startRequests, usageOf } from './generation';
 import { ApiError } from './http-error';
-import { chatLogprobs } from './logprobs';
+import { chatLogprobs, promptLogprobsField } from './logprobs';
 import { createReasoningParser, type DeltaToolCall, type ReasoningParser, type ToolCall } from './parsers';
 import { type GenerationFields, readGenerationFields, readMessages } from './protocol';
 import type { ChatCompletionRequest } from './schemas';
@@ -69,6 +69,11 @@ export class ReplyStream {
   }
 }
 
+/** A chat reply of no tokens has nothing to score either (completions' echo does): a 400 naming the field. */
+export function refuseZeroTokens(fields: GenerationFields): void {
+  if (fields.maxTokens === 0) throw new ApiError(400, `${fields.maxTokensParam} must be at least 1, got 0`, fields.maxTokensParam);
+}
+
 /** OpenAI's finish reason: `tool_calls` when the model called tools, unless the output was cut (`length`). */
 export function finishReason(completion: CompletionOutput, called: boolean): string | null {
   if (completion.finishReason === undefined) return null;
@@ -94,6 +99,7 @@ export async function handleChatCompletions(context: HandlerContext, body: ChatC
   const messages = readMessages(body.messages);
   const plan = planTools(body, context.tools);
   const fields = withToolConstraint(readGenerationFields(body, { chat: true }), plan);
+  refuseZeroTokens(fields);
   const { n } = checkSamplingFields(context, fields);
   const id = `chatcmpl-${randomUUID().replace(/-/g, '')}`;
   const [request] = await admitted(context, n, async () => {
@@ -129,6 +135,7 @@ export async function handleChatCompletions(context: HandlerContext, body: ChatC
         };
       }),
       usage: usageOf([final!]),
+      ...(fields.samplingParams.promptLogprobs == null ? {} : { prompt_logprobs: promptLogprobsField(tokenizer, final!.promptLogprobs) }),
     });
     return;
   }
@@ -138,10 +145,13 @@ export async function handleChatCompletions(context: HandlerContext, body: ChatC
   // The stream (and its 200) begins with the first output, so a refusal before it (a constraint XGrammar cannot
   // compile) is still a plain 400.
   let opened = false;
-  const open = () => {
+  const open = (promptLogprobs: RequestOutput['promptLogprobs']) => {
     if (opened) return;
     opened = true;
-    for (let index = 0; index < n; index += 1) sink.event(chunk([{ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]));
+    const scores = fields.samplingParams.promptLogprobs == null ? {} : { prompt_logprobs: promptLogprobsField(tokenizer, promptLogprobs) };
+    for (let index = 0; index < n; index += 1) {
+      sink.event({ ...chunk([{ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]), ...(index === 0 ? scores : {}) });
+    }
   };
   const [final] = await drive(
     context,
@@ -149,7 +159,7 @@ export async function handleChatCompletions(context: HandlerContext, body: ChatC
     [request!],
     n,
     (_promptIndex, delta) => {
-      open();
+      open(delta.promptLogprobs);
       for (const completion of delta.outputs) {
         const reply = replies[completion.index]!;
         const finished = completion.finishReason !== undefined;
@@ -177,7 +187,7 @@ export async function handleChatCompletions(context: HandlerContext, body: ChatC
     'messages',
   );
   if (sink.signal.aborted) return;
-  open();
+  open(undefined);
   if (fields.includeUsage) sink.event({ ...chunk([]), usage: usageOf([final!]) });
   sink.done();
 }

@@ -59,7 +59,6 @@ const unsupportedFields: ReadonlyArray<readonly [field: string, accepts: (value:
   ['web_search_options', () => false, 'web search is not supported'],
   ['functions', () => false, 'functions (deprecated) is not supported; use tools'],
   ['function_call', () => false, 'function_call (deprecated) is not supported; use tool_choice'],
-  ['prompt_logprobs', () => false, 'prompt_logprobs is not supported yet'],
 ];
 
 function refuseUnsupported(body: Readonly<Record<string, unknown>>): void {
@@ -111,6 +110,7 @@ export function readGenerationFields(
     logprobs,
     includeStopStrInOutput: given(body.include_stop_str_in_output),
     skipSpecialTokens: given(body.skip_special_tokens),
+    promptLogprobs: given(body.prompt_logprobs),
   };
   const constraint = readConstraint(body);
   if (constraint !== undefined) samplingParams.structuredOutputs = constraint.structuredOutputs;

@@ -154,6 +154,7 @@ export async function handleResponses(context: HandlerContext & { responses: Res
     readGenerationFields({ ...chat, stream: body.stream, messages: [] } as unknown as Parameters<typeof readGenerationFields>[0], { chat: true }),
     plan,
   );
+  if (fields.maxTokens === 0) throw new ApiError(400, 'max_output_tokens must be at least 1, got 0', 'max_output_tokens');
   checkSamplingFields(context, fields);
   const instructions = body.instructions ? readMessages([{ role: 'system', content: body.instructions }]) : [];
   const conversation = [...history, ...input];

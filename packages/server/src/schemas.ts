@@ -89,6 +89,7 @@ const generationFields = {
   skip_special_tokens: nullable(Type.Boolean(), 'Leave special tokens out of the text (default true).'),
   spaces_between_special_tokens: nullable(Type.Boolean(), 'Accepted for vLLM clients; no effect with tokenizer.json tokenizers.'),
   cache_salt: nullable(Type.String(), 'Prefix-cache entries are shared only between requests with the same salt.'),
+  prompt_logprobs: nullable(Type.Integer(), "vLLM's: each prompt token's logprob and this many top alternatives (prompts are then computed whole)."),
   ...structuredOutputFields(),
 };
 

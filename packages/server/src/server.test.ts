@@ -1,5 +1,5 @@
 import { AsyncLLM } from '@pagoda/engine';
-import { fixturePath, readFixtureJson } from '@pagoda/fixtures';
+import { decodeFloat32Base64, fixturePath, readFixtureJson } from '@pagoda/fixtures';
 import { request as httpRequest } from 'node:http';
 import OpenAI from 'openai';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
@@ -65,15 +65,19 @@ describe('completions', () => {
     expect(usage).toEqual(whole.usage);
   });
 
-  it('gives n samples per prompt with legacy logprobs, and echoes the prompt', async () => {
+  it('gives n samples per prompt with legacy logprobs, and echoes the prompt with its tokens scored', async () => {
     const completion = await client.completions.create({ model, prompt: 'Hello', n: 2, max_tokens: 4, temperature: 1, seed: 1, logprobs: 2, echo: true } as never);
     expect(completion.choices.map((choice) => choice.index)).toEqual([0, 1]);
     for (const choice of completion.choices) {
       expect(choice.text.startsWith('Hello')).toBe(true);
-      expect(choice.logprobs!.tokens).toHaveLength(4);
-      expect(choice.logprobs!.token_logprobs).toHaveLength(4);
-      expect(Object.keys(choice.logprobs!.top_logprobs![0]!).length).toBeLessThanOrEqual(2);
+      // The prompt's one token (unscored: it has nothing before it), then the 4 generated.
+      expect(choice.logprobs!.tokens).toHaveLength(5);
+      expect(choice.logprobs!.token_logprobs![0]).toBeNull();
+      expect(choice.logprobs!.token_logprobs!.slice(1).every((logprob) => typeof logprob === 'number')).toBe(true);
+      expect(choice.logprobs!.top_logprobs![0]).toBeNull();
+      expect(Object.keys(choice.logprobs!.top_logprobs![1]!).length).toBeLessThanOrEqual(2);
       expect(choice.logprobs!.text_offset![0]).toBe(0);
+      expect(choice.logprobs!.text_offset![1]).toBe('Hello'.length);
     }
   });
 
@@ -140,7 +144,7 @@ describe('validation: status, param and message', () => {
     ['repetition_penalty', { repetition_penalty: 0 }, 400, 'repetition_penalty', /repetition_penalty must be > 0/],
     ['presence_penalty', { presence_penalty: 3 }, 400, 'presence_penalty', /presence_penalty must be in \[-2, 2\]/],
     ['frequency_penalty', { frequency_penalty: -3 }, 400, 'frequency_penalty', /frequency_penalty must be in \[-2, 2\]/],
-    ['max_tokens', { max_tokens: 0 }, 400, 'max_tokens', /max_tokens must be an integer >= 1, got 0/],
+    ['max_tokens', { max_tokens: 0 }, 400, 'max_tokens', /max_tokens must be at least 1, got 0 \(0 only with echo/],
     ['min_tokens', { max_tokens: 2, min_tokens: 5 }, 400, 'min_tokens', /min_tokens must be/],
     ['n when greedy', { n: 2, temperature: 0 }, 400, 'n', /n must be 1 when sampling greedily/],
     ['n', { n: 0 }, 400, 'n', /n must be an integer in \[1, 128\], got 0/],
@@ -185,7 +189,7 @@ describe('validation: status, param and message', () => {
     const response = await post('/v1/chat/completions', { model, messages: [{ role: 'user', content: 'x' }], max_completion_tokens: 0 });
     expect(response.status).toBe(400);
     expect(response.body.error.param).toBe('max_completion_tokens');
-    expect(response.body.error.message).toMatch(/^max_completion_tokens must be an integer >= 1, got 0/);
+    expect(response.body.error.message).toMatch(/^max_completion_tokens must be at least 1, got 0/);
     const tooLong = await post('/v1/chat/completions', { model, messages: [{ role: 'user', content: 'x' }], max_completion_tokens: 600 });
     expect(tooLong.body.error.param).toBe('max_completion_tokens');
   });
@@ -407,6 +411,60 @@ describe('HTTP hardening', () => {
   });
 });
 
+describe('prompt scoring, as evaluation harnesses ask for it', () => {
+  const prompt = reference.prompts[0]! as Reference['prompts'][number] & { prefill: Array<{ ids: number[]; logits: number[]; lse: number }>; last_logits_f32_b64: string };
+
+  /** Each position's top 5 equal the reference forward pass's logits minus their lse (position i scores token i + 1). */
+  function expectScoredPrompt(logprobs: { tokens: string[]; token_logprobs: Array<number | null>; top_logprobs: Array<Record<string, number> | null>; text_offset: number[] }) {
+    expect(logprobs.token_logprobs[0]).toBeNull();
+    expect(logprobs.top_logprobs[0]).toBeNull();
+    expect(logprobs.text_offset[0]).toBe(0);
+    for (let token = 1; token < prompt.ids.length; token += 1) {
+      const position = prompt.prefill[token - 1]!;
+      const expected = position.ids.map((id, index) => [engine.tokenizer.decode([id], { skipSpecialTokens: false }), position.logits[index]! - position.lse] as const);
+      const top = logprobs.top_logprobs[token]!;
+      for (const [text, logprob] of expected) if (text in top) expect(Math.abs(top[text]! - logprob), `token ${token} ${JSON.stringify(text)}`).toBeLessThan(1e-3);
+      expect(Object.keys(top).length).toBeGreaterThanOrEqual(4); // two ids may share a text
+      expect(logprobs.text_offset[token]).toBe(logprobs.text_offset[token - 1]! + logprobs.tokens[token - 1]!.length);
+    }
+  }
+
+  it('scores the echoed prompt of a token-id request as lm-evaluation-harness sends it (echo, logprobs, max_tokens 1)', async () => {
+    const completion = await client.completions.create({ model, prompt: prompt.ids, echo: true, logprobs: 5, max_tokens: 1, temperature: 0 } as never);
+    const choice = completion.choices[0]!;
+    const logprobs = choice.logprobs! as unknown as Parameters<typeof expectScoredPrompt>[0];
+    expect(logprobs.tokens).toHaveLength(prompt.ids.length + 1);
+    expectScoredPrompt(logprobs);
+    expect(choice.text.startsWith(logprobs.tokens.slice(0, prompt.ids.length).join(''))).toBe(true);
+    // The generated token's logprob, against the reference's whole last-position row.
+    const last = decodeFloat32Base64(prompt.last_logits_f32_b64);
+    const max = last.reduce((best, value) => Math.max(best, value), -Infinity);
+    const lse = max + Math.log(last.reduce((sum, value) => sum + Math.exp(value - max), 0));
+    const generated = last.indexOf(max);
+    expect(Math.abs(logprobs.token_logprobs[prompt.ids.length]! - (last[generated]! - lse))).toBeLessThan(1e-3);
+  });
+
+  it('scores only, with max_tokens 0; streamed alike; and answers vLLM’s prompt_logprobs on both endpoints', async () => {
+    const completion = await client.completions.create({ model, prompt: prompt.ids, echo: true, logprobs: 5, max_tokens: 0 } as never);
+    const logprobs = completion.choices[0]!.logprobs! as unknown as Parameters<typeof expectScoredPrompt>[0];
+    expect(logprobs.tokens).toHaveLength(prompt.ids.length);
+    expect(completion.usage!.completion_tokens).toBe(0);
+    expectScoredPrompt(logprobs);
+    const stream = await client.completions.create({ model, prompt: prompt.ids, echo: true, logprobs: 5, max_tokens: 0, stream: true } as never);
+    const streamed: Array<number | null> = [];
+    for await (const chunk of stream as unknown as AsyncIterable<OpenAI.Completion>) streamed.push(...(chunk.choices[0]?.logprobs?.token_logprobs ?? []));
+    expect(streamed).toEqual(logprobs.token_logprobs);
+    const vllm = await post('/v1/completions', { model, prompt: prompt.ids, max_tokens: 1, prompt_logprobs: 2 });
+    const field = (vllm.body as unknown as { choices: Array<{ prompt_logprobs: Array<Record<string, { logprob: number; rank: number }> | null> }> }).choices[0]!.prompt_logprobs;
+    expect(field).toHaveLength(prompt.ids.length);
+    expect(field[0]).toBeNull();
+    expect(field[1]![String(prompt.ids[1])]).toMatchObject({ logprob: logprobs.token_logprobs[1] });
+    const chat = await post('/v1/chat/completions', { model, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 1, prompt_logprobs: 0 });
+    expect((chat.body as unknown as { prompt_logprobs: unknown[] }).prompt_logprobs[0]).toBeNull();
+    expect((await post('/v1/chat/completions', { model, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 0 })).body.error.param).toBe('max_tokens');
+  });
+});
+
 describe('the rest of the OpenAI and vLLM surface', () => {
   it('checks best_of against n: equal is fine, less is a 400, more is refused (as vLLM V1)', async () => {
     expect((await post('/v1/completions', { model, prompt: 'x', max_tokens: 1, best_of: 1 })).status).toBe(200);
@@ -442,7 +500,7 @@ describe('the rest of the OpenAI and vLLM surface', () => {
   });
 
   it('refuses fields it knows and does not implement, and ignores the ones nobody defines', async () => {
-    for (const [field, value] of [['use_beam_search', true], ['truncate_prompt_tokens', 10], ['allowed_token_ids', [1]], ['prompt_logprobs', 1], ['return_tokens_as_token_ids', true]] as const) {
+    for (const [field, value] of [['use_beam_search', true], ['truncate_prompt_tokens', 10], ['allowed_token_ids', [1]], ['return_tokens_as_token_ids', true]] as const) {
       const response = await post('/v1/completions', { model, prompt: 'x', max_tokens: 1, [field]: value });
       expect(response, field).toMatchObject({ status: 400, body: { error: { param: field } } });
     }

@@ -1,5 +1,5 @@
 import type { KvCachePlan } from '@pagoda/kv-cache';
-import type { NormalizedSamplingParams, SampledTokenLogprobs, Sampler, SamplingRow } from '@pagoda/sampling';
+import { type NormalizedSamplingParams, type SampledTokenLogprobs, type Sampler, type SamplingRow, tokenLogprobs } from '@pagoda/sampling';
 import { type FinishReason, RequestStatus, type Scheduler, type SchedulerOutput, type SchedulerStats } from '@pagoda/scheduler';
 import { PagodaEngineError } from '../errors';
 import type { ModelRunnerOutput, ModelRunnerRequest } from '../model-step';
@@ -38,7 +38,15 @@ export interface EngineCoreOutput {
   /** The stop token id that ended it, if one did. */
   readonly stopReason: number | undefined;
   readonly numCachedTokens: number;
+  /**
+   * With `promptLogprobs`, once (with the request's first token, or its end when it generates none): the logprobs
+   * of its prompt tokens from the second on, each given the tokens before it.
+   */
+  readonly promptLogprobs?: readonly SampledTokenLogprobs[];
 }
+
+/** Prompt tokens computed per step for a request whose every position's logits come back (`promptLogprobs`). */
+export const promptLogitsTokensPerStep = 64;
 
 interface RequestPayload {
   readonly samplingParams: NormalizedSamplingParams;
@@ -55,6 +63,10 @@ interface InFlightBatch {
   readonly voided: Set<string>;
   /** The grammar worker's bitmasks for the batch's constrained rows, computed while the model runs. */
   readonly bitmasks: PendingBitmasks | undefined;
+  /** Requests that get every new position's logits (prompt logprobs): their index among the runner requests and first position. */
+  readonly promptRows: ReadonlyArray<{ readonly requestId: string; readonly runIndex: number; readonly firstPosition: number }>;
+  /** Per runner request, whether its last logits row is sampled. */
+  readonly runSampled: readonly boolean[];
 }
 
 /** Options of {@link EngineCore}. */
@@ -106,6 +118,8 @@ export interface EngineCoreRequestError {
 export class EngineCore {
   private readonly blockTables = new Map<string, number[]>();
   private readonly samplingRows = new Map<string, SamplingRow>();
+  /** Prompt logprobs computed so far, per request still computing its prompt; handed on with its first news. */
+  private readonly promptLogprobs = new Map<string, SampledTokenLogprobs[]>();
   private readonly batchQueue: InFlightBatch[] = [];
   private readonly maxBatchesInFlight: number;
   readonly kvCache: KvCachePlan | undefined;
@@ -174,7 +188,10 @@ export class EngineCore {
       ...(request.arrivalTime === undefined ? {} : { arrivalTime: request.arrivalTime }),
       payload: { samplingParams: params } satisfies RequestPayload,
       waitForStructuredOutput: constrained,
+      // Prompt logprobs need every position's logits: none come from the prefix cache, and they come in chunks.
+      ...(params.promptLogprobs === null ? {} : { skipPrefixCache: true, maxTokensPerStep: promptLogitsTokensPerStep }),
     });
+    if (params.promptLogprobs !== null) this.promptLogprobs.set(request.requestId, []);
     // The sampler reads the scheduler's own growing arrays: no copies per step.
     this.samplingRows.set(request.requestId, {
       params,
@@ -240,16 +257,24 @@ export class EngineCore {
     for (const requestId of output.preemptedRequestIds) {
       this.blockTables.delete(requestId);
       for (const batch of this.batchQueue) batch.voided.add(requestId);
+      // Its prompt is computed again from the start, and scored again with it.
+      if (this.promptLogprobs.has(requestId)) this.promptLogprobs.set(requestId, []);
     }
     if (output.totalNumScheduledTokens === 0) return undefined;
 
     const runnerRequests: ModelRunnerRequest[] = [];
     const sampledRequestIds: string[] = [];
+    const promptRows: Array<{ requestId: string; runIndex: number; firstPosition: number }> = [];
+    const runSampled: boolean[] = [];
     const addRun = (requestId: string, tokenIds: readonly number[], numComputedTokens: number, blockTable: number[]) => {
       const request = scheduler.getRequest(requestId)!;
-      const sampling = numComputedTokens + tokenIds.length === request.numTokens;
+      // A request that generates nothing (max_tokens 0) only computes its prompt.
+      const sampling = numComputedTokens + tokenIds.length === request.numTokens && request.maxTokens > 0;
+      const scoring = this.promptLogprobs.has(requestId) && numComputedTokens < request.numPromptTokens;
       if (sampling) sampledRequestIds.push(requestId);
-      runnerRequests.push({ tokenIds, numComputedTokens, blockTable, logits: sampling ? 'last' : 'none' });
+      if (scoring) promptRows.push({ requestId, runIndex: runnerRequests.length, firstPosition: numComputedTokens });
+      runSampled.push(sampling);
+      runnerRequests.push({ tokenIds, numComputedTokens, blockTable, logits: scoring ? 'all' : sampling ? 'last' : 'none' });
     };
     for (const data of output.scheduledNewRequests) {
       const blockTable = [...data.blockIds];
@@ -277,7 +302,44 @@ export class EngineCore {
       modelOutput,
       voided: new Set(),
       bitmasks,
+      promptRows,
+      runSampled,
     };
+  }
+
+  /**
+   * The sampled rows of a step's logits, in sampling order: the logits themselves, unless some request got every
+   * position's logits (prompt logprobs), when its last row (the one sampled, if any) is taken out of them.
+   */
+  private samplingLogits(batch: InFlightBatch, modelOutput: ModelRunnerOutput): Float32Array {
+    if (batch.promptRows.length === 0) return modelOutput.logits;
+    const { vocabSize, logitsRowStart, logits } = modelOutput;
+    const rows = new Float32Array(batch.sampledRequestIds.length * vocabSize);
+    let next = 0;
+    batch.runSampled.forEach((sampled, runIndex) => {
+      if (!sampled) return;
+      const last = logitsRowStart[runIndex + 1]! - 1;
+      rows.set(logits.subarray(last * vocabSize, (last + 1) * vocabSize), next * vocabSize);
+      next += 1;
+    });
+    return rows;
+  }
+
+  /** Scores each prompt position a step computed: the logprob of the prompt token after it (prompt logprobs). */
+  private collectPromptLogprobs(batch: InFlightBatch, modelOutput: ModelRunnerOutput): void {
+    const { vocabSize, logitsRowStart, logits } = modelOutput;
+    for (const { requestId, runIndex, firstPosition } of batch.promptRows) {
+      const scored = this.promptLogprobs.get(requestId);
+      const request = this.scheduler.getRequest(requestId);
+      if (scored === undefined || request === undefined || batch.voided.has(requestId)) continue;
+      const topCount = this.samplingRows.get(requestId)!.params.promptLogprobs!;
+      const start = logitsRowStart[runIndex]!;
+      for (let row = start; row < logitsRowStart[runIndex + 1]!; row += 1) {
+        const next = firstPosition + (row - start) + 1;
+        if (next >= request.numPromptTokens) break; // the last prompt position predicts the first output token
+        scored.push(tokenLogprobs(logits.subarray(row * vocabSize, (row + 1) * vocabSize), request.promptTokenIds[next]!, topCount));
+      }
+    }
   }
 
   /** Waits for a batch's logits, samples them and applies the tokens. */
@@ -295,7 +357,8 @@ export class EngineCore {
         return maskRow < 0 ? row : { ...row, allowedTokenBitmask: bitmask.subarray(maskRow * words, (maskRow + 1) * words) };
       });
     }
-    const sampled = this.sampler.sample({ logits: modelOutput.logits, rows });
+    this.collectPromptLogprobs(batch, modelOutput);
+    const sampled = this.sampler.sample({ logits: this.samplingLogits(batch, modelOutput), rows });
     const sampledTokenIds: Record<string, number[]> = {};
     const logprobsByRequest = new Map<string, SampledTokenLogprobs>();
     batch.sampledRequestIds.forEach((requestId, row) => {
@@ -310,6 +373,9 @@ export class EngineCore {
       const logprobs = logprobsByRequest.get(update.requestId);
       // The matcher follows exactly the tokens the scheduler appended: voided ones never reach it.
       this.structuredOutput?.acceptTokens(update.requestId, update.newTokenIds);
+      // The prompt's logprobs travel once, with the request's first news (its first token, or its end).
+      const promptLogprobs = this.promptLogprobs.get(update.requestId);
+      this.promptLogprobs.delete(update.requestId);
       if (update.finishReason !== undefined) this.forget(update.requestId);
       return {
         requestId: update.requestId,
@@ -318,6 +384,7 @@ export class EngineCore {
         finishReason: update.finishReason,
         stopReason: update.stopReason,
         numCachedTokens: update.numCachedTokens,
+        ...(promptLogprobs === undefined ? {} : { promptLogprobs }),
       };
     });
   }
@@ -332,6 +399,7 @@ export class EngineCore {
   private forget(requestId: string): void {
     this.blockTables.delete(requestId);
     this.samplingRows.delete(requestId);
+    this.promptLogprobs.delete(requestId);
     this.structuredOutput?.removeRequests([requestId]);
   }
 

@@ -132,5 +132,10 @@ export function accumulate(previous: RequestOutput | undefined, delta: RequestOu
           },
     );
   }
-  return { ...delta, outputs: [...outputs.values()].sort((left, right) => left.index - right.index) };
+  const promptLogprobs = delta.promptLogprobs ?? previous.promptLogprobs;
+  return {
+    ...delta,
+    outputs: [...outputs.values()].sort((left, right) => left.index - right.index),
+    ...(promptLogprobs === undefined ? {} : { promptLogprobs }),
+  };
 }

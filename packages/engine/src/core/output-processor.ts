@@ -121,7 +121,8 @@ export class OutputProcessor {
       coreRequests.push({
         requestId: coreRequestId,
         promptTokenIds: request.promptTokenIds,
-        samplingParams: params.seed !== null && index > 0 ? { ...params, seed: params.seed + index } : params,
+        // The other samples find the first one's prompt in the prefix cache and need not score it again.
+        samplingParams: index === 0 ? params : { ...params, ...(params.seed === null ? {} : { seed: params.seed + index }), promptLogprobs: null },
         eosTokenIds: request.eosTokenIds,
         arrivalTime: parent.arrivalTime,
         ...(request.priority === undefined ? {} : { priority: request.priority }),
@@ -136,6 +137,7 @@ export class OutputProcessor {
   processOutputs(outputs: readonly EngineCoreOutput[]): ProcessedOutputs {
     const now = this.clock();
     const deltasByParent = new Map<ParentState, CompletionOutput[]>();
+    const promptLogprobsByParent = new Map<ParentState, ReadonlyArray<SampledTokenLogprobs | null>>();
     const requestsToAdd: EngineCoreRequest[] = [];
     const requestsToStop: string[] = [];
 
@@ -144,8 +146,12 @@ export class OutputProcessor {
       if (child === undefined || child.finishReason !== undefined) continue;
       const parent = child.parent;
       if (child.index === 0) {
-        if (parent.firstTokenTime === undefined && output.newTokenIds.length > 0) this.totals.promptTokens += parent.request.promptTokenIds.length;
+        // A prompt counts once its prefill is done: at the first token, or at the end of one that generates none.
+        if (parent.firstTokenTime === undefined && (output.newTokenIds.length > 0 || output.finishReason !== undefined)) {
+          this.totals.promptTokens += parent.request.promptTokenIds.length;
+        }
         parent.numCachedTokens = output.numCachedTokens;
+        if (output.promptLogprobs !== undefined) promptLogprobsByParent.set(parent, [null, ...output.promptLogprobs]);
       }
       this.totals.generationTokens += output.newTokenIds.length;
       if (parent.pending.length > 0) {
@@ -195,7 +201,11 @@ export class OutputProcessor {
     }
 
     const deltas: RequestOutput[] = [];
-    for (const [parent, completions] of deltasByParent) deltas.push(this.makeOutput(parent, completions, now));
+    for (const [parent, completions] of deltasByParent) {
+      const output = this.makeOutput(parent, completions, now);
+      const promptLogprobs = promptLogprobsByParent.get(parent);
+      deltas.push(promptLogprobs === undefined ? output : { ...output, promptLogprobs });
+    }
     return { deltas, requestsToAdd, requestsToStop };
   }
 

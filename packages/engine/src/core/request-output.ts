@@ -34,6 +34,11 @@ export interface RequestOutput {
   /** Prompt tokens found in the prefix cache. */
   readonly numCachedTokens: number;
   readonly metrics: RequestMetrics | undefined;
+  /**
+   * With `promptLogprobs` (in the one delta that brings them, and in accumulated outputs): per prompt token, its
+   * logprob given the tokens before it, and the top alternatives there; `null` for the first token, as in vLLM.
+   */
+  readonly promptLogprobs?: ReadonlyArray<SampledTokenLogprobs | null>;
 }
 
 /** The engine's statistics for metrics: the scheduler's, and the frontend's tokens in and out. */
