@@ -183,7 +183,9 @@ async function runProcesses(entry: string, size: number, testCases: CollectiveCa
             }
           });
           child.on('error', reject);
-          child.on('exit', (code, signal) => {
+          // 'close', not 'exit': Node can emit 'exit' before the child's last IPC message is delivered; 'close' waits for
+          // the channel to disconnect as well as for stdio.
+          child.on('close', (code, signal) => {
             if (code === 0 && output !== undefined) resolve(output);
             else reject(new Error(`rank process exited with code ${code} (signal ${signal}), no result:\n${stderr}`));
           });
