@@ -74,9 +74,14 @@ export function llamaCppVocabulary(tokenizer: TokenizerJson, vocabSize: number):
 }
 
 /** The GGUF tensors of a Llama checkpoint, in llama.cpp's names, with q/k rows permuted and `output.weight` always written. */
-export function llamaCppTensors(config: ModelConfig, weights: ModelWeights): GgufTensor[] {
+export async function llamaCppTensors(config: ModelConfig, lazyWeights: ModelWeights): Promise<GgufTensor[]> {
+  const values = new Map<string, { shape: readonly number[]; data: Float32Array }>();
+  for (const [name, tensor] of lazyWeights) {
+    if (tensor.format !== 'float32') throw new Error(`${name} is ${tensor.format}; the F32 exporter takes float weights`);
+    values.set(name, { shape: tensor.shape, data: await tensor.read() });
+  }
   const get = (name: string) => {
-    const tensor = weights.get(name);
+    const tensor = values.get(name);
     if (tensor === undefined) throw new Error(`the checkpoint has no ${name}`);
     return tensor;
   };
@@ -154,7 +159,7 @@ export async function exportLlamaGguf(modelDir: string, file: string, options: E
   if (bos !== undefined) metadata.set('tokenizer.ggml.bos_token_id', u32(bos));
   if (eos !== undefined) metadata.set('tokenizer.ggml.eos_token_id', u32(eos));
   if (unknown !== -1) metadata.set('tokenizer.ggml.unknown_token_id', u32(unknown));
-  const tensors = llamaCppTensors(config, weights);
+  const tensors = await llamaCppTensors(config, weights);
   await writeGguf(file, metadata, tensors);
   return { config, tensorCount: tensors.length };
 }

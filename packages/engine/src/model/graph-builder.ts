@@ -1,6 +1,9 @@
 import onnxProto from 'onnx-proto';
 import { CheckpointError } from '../errors';
-import type { ModelWeights } from './safetensors';
+import { toHalfPrecision } from './half';
+import { blocksPerRow, bytesPerBlock, formatBits, quantizationBlockSize, type QuantizedBlocks, type QuantizedFormat } from './quantization';
+import { WeightFile, type WeightFileEntry } from './weight-file';
+import type { ModelWeights, WeightTensor } from './weight-tensor';
 
 const { onnx } = onnxProto;
 export const DataType = onnx.TensorProto.DataType;
@@ -15,20 +18,48 @@ export const microsoftDomain = 'com.microsoft';
 
 export type AttributeValue = number | number[] | { float: number } | { string: string };
 
+/** The float types a graph computes in: float32 on the CPU, float16 or bfloat16 on a GPU. */
+export type FloatElementType = 'float32' | 'float16' | 'bfloat16';
+
+/** ONNX's element type of each float type. */
+export const floatDataType: Readonly<Record<FloatElementType, number>> = {
+  float32: DataType.FLOAT,
+  float16: DataType.FLOAT16,
+  bfloat16: DataType.BFLOAT16,
+};
+
+/** A weight's quantized blocks as MatMulNBits initializers, and what its attributes need. */
+export interface QuantizedInitializers {
+  /** `[rows, blocks, 32 · bits / 8]` uint8 codes. */
+  readonly codes: string;
+  /** `[rows, blocks]` scales. */
+  readonly scales: string;
+  readonly format: QuantizedFormat;
+  readonly rows: number;
+  readonly columns: number;
+}
+
 /**
- * Collects nodes, inputs, outputs and initializers. Large initializers (weights, KV pools) become in-memory external
- * data, never protobuf bytes, so a model may exceed protobuf's 2 GB.
+ * Collects nodes, inputs, outputs and initializers. Initializers are external data in a {@link WeightFile} (placed
+ * now, written when the session starts), never protobuf bytes, so a model may exceed protobuf's 2 GB and its weights
+ * are never in memory twice.
  */
 export class GraphBuilder {
   private readonly nodes: onnxProto.onnx.INodeProto[] = [];
   private readonly inputs: onnxProto.onnx.IValueInfoProto[] = [];
   private readonly outputs: onnxProto.onnx.IValueInfoProto[] = [];
   private readonly initializers: onnxProto.onnx.ITensorProto[] = [];
-  private readonly externalData: { path: string; data: Uint8Array }[] = [];
   private readonly initializerNames = new Set<string>();
   private usesMicrosoftDomain = false;
 
-  constructor(private readonly weights: ModelWeights) {}
+  /**
+   * @param weights the model's weights, read only when the weight file is written
+   * @param weightFile where initializers go; share one between graphs of the same weights
+   */
+  constructor(
+    private readonly weights: ModelWeights,
+    readonly weightFile: WeightFile = new WeightFile(),
+  ) {}
 
   input(name: string, elemType: number, dims: (number | string)[]): string {
     this.inputs.push(valueInfo(name, elemType, dims));
@@ -69,18 +100,8 @@ export class GraphBuilder {
     return this.initializerNames.has(name);
   }
 
-  /** The checkpoint weight `name` (float32) as an initializer over the weight's own memory. */
-  weight(name: string): string {
-    if (this.initializerNames.has(name)) return name;
-    const tensor = this.weights.get(name);
-    if (tensor === undefined) {
-      throw new CheckpointError('checkpoint_tensor_missing', '(weights in memory)', 'is missing', { tensor: name });
-    }
-    return this.tensor(name, DataType.FLOAT, tensor.shape, new Uint8Array(tensor.data.buffer, tensor.data.byteOffset, tensor.data.byteLength));
-  }
-
-  /** The float32 checkpoint weight `name`, or throws the missing-tensor error. */
-  weightData(name: string): { shape: readonly number[]; data: Float32Array } {
+  /** The weight `name`, or throws the missing-tensor error. */
+  weightTensor(name: string): WeightTensor {
     const tensor = this.weights.get(name);
     if (tensor === undefined) {
       throw new CheckpointError('checkpoint_tensor_missing', '(weights in memory)', 'is missing', { tensor: name });
@@ -89,12 +110,86 @@ export class GraphBuilder {
   }
 
   /**
-   * An initializer whose bytes ONNX Runtime takes from memory. On the CPU it may keep pointing into `data` rather
-   * than copy it, so `data` must live as long as the session.
+   * The float weight `name` as an initializer of `elementType` (converted from float32 when the weight file is
+   * written, rounding to nearest even).
    */
+  weight(name: string, elementType: FloatElementType = 'float32'): string {
+    if (this.initializerNames.has(name)) return name;
+    const tensor = this.weightTensor(name);
+    if (tensor.format !== 'float32') throw new TypeError(`weight ${name} is ${tensor.format}; the graph reads it as a float here`);
+    const elements = tensor.shape.reduce((product, dim) => product * dim, 1);
+    return this.lazyTensor(name, floatDataType[elementType], tensor.shape, elements * (elementType === 'float32' ? 4 : 2), async () => {
+      const values = await tensor.read();
+      return elementType === 'float32' ? bytesOf(values) : bytesOf(toHalfPrecision(values, elementType));
+    });
+  }
+
+  /**
+   * The quantized weight `name` as MatMulNBits' codes and scales initializers (`${name}.codes`, `${name}.scales`).
+   * Both come from one read of the weight, made when the codes are written and dropped once the scales are.
+   */
+  quantizedWeight(name: string, scaleType: FloatElementType = 'float32'): QuantizedInitializers {
+    const tensor = this.weightTensor(name);
+    if (tensor.format === 'float32') throw new TypeError(`weight ${name} is float32; a quantized weight is needed here`);
+    const [rows, columns] = tensor.shape;
+    const blocks = blocksPerRow(columns);
+    const codes = `${name}.codes`;
+    const scales = `${name}.scales`;
+    if (!this.initializerNames.has(codes)) {
+      let pending: Promise<QuantizedBlocks> | undefined;
+      const read = (): Promise<QuantizedBlocks> => (pending ??= tensor.read());
+      const codeBytes = rows * blocks * bytesPerBlock(tensor.format);
+      this.lazyTensor(codes, DataType.UINT8, [rows, blocks, bytesPerBlock(tensor.format)], codeBytes, async () => (await read()).codes);
+      // Scales are float16 values already: as float16 (or bfloat16, rounded) they keep the GGUF's numbers.
+      const scaleBytes = rows * blocks * (scaleType === 'float32' ? 4 : 2);
+      this.lazyTensor(scales, floatDataType[scaleType], [rows, blocks], scaleBytes, async () => {
+        const values = (await read()).scales;
+        pending = undefined;
+        return scaleType === 'float32' ? bytesOf(values) : bytesOf(toHalfPrecision(values, scaleType));
+      });
+    }
+    return { codes, scales, format: tensor.format, rows, columns };
+  }
+
+  /**
+   * Another initializer over the bytes of `source` (one this graph or another on the same weight file declared),
+   * with its own name and shape: a tied embedding read by both GatherBlockQuantized and MatMulNBits, which want the
+   * same codes in different shapes.
+   */
+  alias(name: string, source: string, dataType: number, dims: readonly number[]): string {
+    if (this.initializerNames.has(name)) return name;
+    const entry = this.weightFile.entry(source);
+    if (entry === undefined) throw new RangeError(`cannot alias ${name} to ${source}, which is not in the weight file`);
+    return this.declare(name, dataType, dims, entry);
+  }
+
+  /** An initializer whose bytes are already in memory (constants, rotary caches); they are kept until written. */
   tensor(name: string, dataType: number, dims: readonly number[], data: Uint8Array): string {
-    const path = `tensor${this.externalData.length}`;
-    this.externalData.push({ path, data });
+    return this.lazyTensor(name, dataType, dims, data.byteLength, () => data);
+  }
+
+  /**
+   * An all-zero initializer (a KV pool made on the device): a hole in the weight file, never held in memory. `key`
+   * names its place in the file when graphs sharing the file have same-named zeros of other sizes.
+   */
+  zeroTensor(name: string, dataType: number, dims: readonly number[], byteLength: number, key = name): string {
+    if (this.initializerNames.has(name)) return name;
+    return this.declare(name, dataType, dims, this.weightFile.place(key, byteLength));
+  }
+
+  /** An initializer of `byteLength` bytes that `produce` makes when the weight file is written. */
+  lazyTensor(
+    name: string,
+    dataType: number,
+    dims: readonly number[],
+    byteLength: number,
+    produce: () => Uint8Array | Promise<Uint8Array>,
+  ): string {
+    if (this.initializerNames.has(name)) return name;
+    return this.declare(name, dataType, dims, this.weightFile.place(name, byteLength, produce));
+  }
+
+  private declare(name: string, dataType: number, dims: readonly number[], entry: WeightFileEntry): string {
     this.initializers.push(
       onnx.TensorProto.create({
         name,
@@ -102,9 +197,9 @@ export class GraphBuilder {
         dims: [...dims],
         dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
         externalData: [
-          { key: 'location', value: path },
-          { key: 'offset', value: '0' },
-          { key: 'length', value: String(data.byteLength) },
+          { key: 'location', value: WeightFile.fileName },
+          { key: 'offset', value: String(entry.offset) },
+          { key: 'length', value: String(entry.byteLength) },
         ],
       }),
     );
@@ -121,14 +216,16 @@ export class GraphBuilder {
     return this.inlineConstant(name, DataType.FLOAT, dims, new Uint8Array(Float32Array.from(values).buffer));
   }
 
-  private inlineConstant(name: string, dataType: number, dims: number[], rawData: Uint8Array): string {
+  /** A small initializer stored in the model itself (protobuf bytes), not in the weight file. */
+  inlineConstant(name: string, dataType: number, dims: number[], rawData: Uint8Array): string {
     if (this.initializerNames.has(name)) return name;
     this.initializers.push(onnx.TensorProto.create({ name, dataType, dims, rawData }));
     this.initializerNames.add(name);
     return name;
   }
 
-  finish(producerName = '@pagoda/engine'): { model: Uint8Array; externalData: { path: string; data: Uint8Array }[] } {
+  /** The encoded model, whose initializers the weight file holds. */
+  finish(producerName = '@pagoda/engine'): { model: Uint8Array; weights: WeightFile } {
     const model = onnx.ModelProto.create({
       irVersion,
       opsetImport: [
@@ -144,7 +241,7 @@ export class GraphBuilder {
         initializer: this.initializers,
       },
     });
-    return { model: onnx.ModelProto.encode(model).finish(), externalData: this.externalData };
+    return { model: onnx.ModelProto.encode(model).finish(), weights: this.weightFile };
   }
 }
 
@@ -165,4 +262,72 @@ function attribute(name: string, value: AttributeValue): onnxProto.onnx.IAttribu
   if (Array.isArray(value)) return { name, type: AttributeType.INTS, ints: value };
   if ('string' in value) return { name, type: AttributeType.STRING, s: new TextEncoder().encode(value.string) };
   return { name, type: AttributeType.FLOAT, f: value.float };
+}
+
+/** The bytes of a typed array, as a view. */
+export function bytesOf(array: Float32Array | Uint16Array | Uint8Array): Uint8Array {
+  return new Uint8Array(array.buffer, array.byteOffset, array.byteLength);
+}
+
+/**
+ * `input · weightᵀ (+ bias)` for a Hugging Face `[out, in]` weight: `Gemm` with `transB` for a float weight,
+ * `com.microsoft.MatMulNBits` for a quantized one (codes and scales as QuantizedInitializers lays them out, default
+ * zero points, the bias as its input 5). `accuracyLevel` is MatMulNBits' own: 4 quantizes the activations to int8
+ * per block, 1 computes in float32.
+ */
+export function linearNode(
+  graph: GraphBuilder,
+  input: string,
+  weightName: string,
+  output: string,
+  options: { readonly bias?: string | undefined; readonly accuracyLevel: number; readonly elementType?: FloatElementType },
+): string {
+  const elementType = options.elementType ?? 'float32';
+  const bias = options.bias === undefined ? undefined : graph.weight(options.bias, elementType);
+  if (graph.weightTensor(weightName).format === 'float32') {
+    const weight = graph.weight(weightName, elementType);
+    return graph.node('Gemm', bias === undefined ? [input, weight] : [input, weight, bias], output, { transB: 1 });
+  }
+  const quantized = graph.quantizedWeight(weightName, elementType);
+  return graph.node(
+    'MatMulNBits',
+    [input, quantized.codes, quantized.scales, ...(bias === undefined ? [] : ['', '', bias])],
+    output,
+    {
+      K: quantized.columns,
+      N: quantized.rows,
+      bits: formatBits[quantized.format],
+      block_size: quantizationBlockSize,
+      accuracy_level: options.accuracyLevel,
+    },
+    microsoftDomain,
+  );
+}
+
+/**
+ * The rows of the embedding `weightName` at `indices`: `Gather` for a float weight, `com.microsoft.
+ * GatherBlockQuantized` for a quantized one (probed on ONNX Runtime 1.30: uint8 data of `[vocab, hidden · bits / 8]`
+ * with 4 or 8 bits, scales `[vocab, blocks]`, default zero points as MatMulNBits'). A tied head's MatMulNBits reads
+ * the same codes, which this names again in the 2-D shape GatherBlockQuantized wants.
+ */
+export function embeddingNode(
+  graph: GraphBuilder,
+  weightName: string,
+  indices: string,
+  output: string,
+  elementType: FloatElementType = 'float32',
+): string {
+  if (graph.weightTensor(weightName).format === 'float32') {
+    return graph.node('Gather', [graph.weight(weightName, elementType), indices], output, { axis: 0 });
+  }
+  const quantized = graph.quantizedWeight(weightName, elementType);
+  const bits = formatBits[quantized.format];
+  const data = graph.alias(`${weightName}.codes.rows`, quantized.codes, DataType.UINT8, [quantized.rows, (blocksPerRow(quantized.columns) * quantizationBlockSize * bits) / 8]);
+  return graph.node(
+    'GatherBlockQuantized',
+    [data, indices, quantized.scales],
+    output,
+    { gather_axis: 0, quantize_axis: 1, block_size: quantizationBlockSize, bits },
+    microsoftDomain,
+  );
 }

@@ -1,12 +1,14 @@
-import { DataType, GraphBuilder } from './graph-builder';
+import { DataType, embeddingNode, GraphBuilder, linearNode } from './graph-builder';
 import type { ModelConfig } from './model-config';
 import { hasOutputBias } from './model-weights';
-import type { ModelWeights } from './safetensors';
+import { defaultAccuracyLevel } from './quantization';
+import type { WeightFile } from './weight-file';
+import type { ModelWeights } from './weight-tensor';
 
-/** The model as ONNX Runtime loads it: the graph, and each weight's bytes as in-memory external data. */
+/** The model as ONNX Runtime loads it: the graph, and the weight file its initializers are placed in. */
 export interface ModelGraph {
   readonly model: Uint8Array;
-  readonly externalData: { path: string; data: Uint8Array }[];
+  readonly weights: WeightFile;
   /** Per layer, whether it attends within the sliding window (reads `sliding_attention_mask`). */
   readonly slidingLayers: readonly boolean[];
 }
@@ -90,8 +92,16 @@ export function fullModelSegment(config: ModelConfig): GraphSegment {
  * Attention runs per request: queries and keys are gathered into `[numRequests, maxQuery | maxKeys, ·]` so one
  * request's queries only ever score its own keys, and cost grows with the number of requests, not its square.
  */
-export function buildModelGraph(config: ModelConfig, weights: ModelWeights): ModelGraph {
-  return buildSegmentGraph(config, weights, fullModelSegment(config));
+export function buildModelGraph(config: ModelConfig, weights: ModelWeights, options: ModelGraphOptions = {}): ModelGraph {
+  return buildSegmentGraph(config, weights, fullModelSegment(config), options);
+}
+
+/** How the model graph is built beyond its weights. */
+export interface ModelGraphOptions {
+  /** MatMulNBits' `accuracy_level` for quantized weights (default {@link defaultAccuracyLevel}). */
+  readonly accuracyLevel?: number;
+  /** Where the initializers go: share one between graphs of the same weights (a rank's segments). */
+  readonly weightFile?: WeightFile;
 }
 
 /**
@@ -99,8 +109,14 @@ export function buildModelGraph(config: ModelConfig, weights: ModelWeights): Mod
  * inputs only when it has an attention block, `logits_index` only when it produces logits), plus its own input and
  * output tensors.
  */
-export function buildSegmentGraph(config: ModelConfig, weights: ModelWeights, segment: GraphSegment): ModelGraph {
-  const graph = new GraphBuilder(weights);
+export function buildSegmentGraph(
+  config: ModelConfig,
+  weights: ModelWeights,
+  segment: GraphSegment,
+  options: ModelGraphOptions = {},
+): ModelGraph {
+  const graph = new GraphBuilder(weights, options.weightFile);
+  const accuracyLevel = options.accuracyLevel ?? defaultAccuracyLevel;
   const { headDim, hiddenSize, rmsNormEps } = config;
   const { numHeads, numKvHeads } = segment;
   const slidingLayers = layerKinds(config);
@@ -137,12 +153,7 @@ export function buildSegmentGraph(config: ModelConfig, weights: ModelWeights, se
   const rmsNorm = (input: string, weight: string, output: string): string =>
     graph.node('RMSNormalization', [input, graph.weight(weight)], output, { axis: -1, epsilon: { float: rmsNormEps } });
   const linear = (input: string, weight: string, output: string, bias?: string): string =>
-    graph.node(
-      'Gemm',
-      bias === undefined ? [input, graph.weight(weight)] : [input, graph.weight(weight), graph.weight(bias)],
-      output,
-      { transB: 1 },
-    );
+    linearNode(graph, input, weight, output, { bias, accuracyLevel });
   // transformers' rotate_half: x·cos + [-x2, x1]·sin; the runner negates sin's first half, so swapping the halves
   // of x is all the graph does.
   const rope = (input: string, output: string): string => {
@@ -234,7 +245,7 @@ export function buildSegmentGraph(config: ModelConfig, weights: ModelWeights, se
 
   let hidden =
     segment.input === 'tokens'
-      ? graph.node('Gather', [graph.weight('model.embed_tokens.weight'), 'input_ids'], 'embeddings', { axis: 0 })
+      ? embeddingNode(graph, 'model.embed_tokens.weight', 'input_ids', 'embeddings')
       : segment.input === 'hidden'
         ? 'hidden'
         : graph.node('Add', ['residual', 'partial'], 'segment_input');
@@ -255,7 +266,7 @@ export function buildSegmentGraph(config: ModelConfig, weights: ModelWeights, se
     // Only the rows that sample go through the final norm and the vocabulary projection, the largest matmul.
     const sampled = graph.node('Gather', [hidden, 'logits_index'], 'sampled_hidden', { axis: 0 });
     const finalNormed = rmsNorm(sampled, 'model.norm.weight', 'final_norm');
-    graph.node('Gemm', [finalNormed, graph.weight(segment.headWeight)], 'logits', { transB: 1 });
+    linear(finalNormed, segment.headWeight, 'logits');
     graph.output('logits', DataType.FLOAT, ['num_logits', segment.vocabSize]);
   }
 

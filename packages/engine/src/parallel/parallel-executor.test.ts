@@ -180,10 +180,12 @@ describe('a Mistral-style checkpoint: o_proj biases, sliding-window attention, a
     await writeFile(join(modelDir, 'config.json'), JSON.stringify(config));
     // dummyWeights leaves biases at zero; give them values so a bias added twice (or never) shows.
     let state = 12345;
-    const tensors = [...dummyWeights(parseModelConfig(config), 3)].map(([name, { shape, data }]) => {
+    const tensors = [];
+    for (const [name, tensor] of dummyWeights(parseModelConfig(config), 3)) {
+      const data = (await tensor.read()) as Float32Array;
       const values = name.endsWith('.bias') ? data.map(() => ((state = (state * 1103515245 + 12345) % 2 ** 31) / 2 ** 31 - 0.5) * 0.5) : data;
-      return { name, dtype: 'F32', shape: [...shape], bytes: new Uint8Array(values.buffer, values.byteOffset, values.byteLength) };
-    });
+      tensors.push({ name, dtype: 'F32', shape: [...tensor.shape], bytes: new Uint8Array(values.buffer, values.byteOffset, values.byteLength) });
+    }
     await writeSafetensors(join(modelDir, 'model.safetensors'), tensors);
     [single, parallel] = await startBoth(modelDir, 2, 2);
   });
