@@ -5,11 +5,13 @@ export default defineConfig({
   // each tensor- or pipeline-parallel rank (rank-worker.js).
   entry: {
     index: 'src/index.ts',
+    // @pagoda/engine/test: GGUF writers for other packages' tests and benchmarks.
+    'test/index': 'src/test/index.ts',
     'engine-core-worker': 'src/core/engine-core-worker.ts',
     'rank-worker': 'src/parallel/rank-worker.ts',
   },
   format: ['esm'],
-  dts: { entry: 'src/index.ts' },
+  dts: { entry: { index: 'src/index.ts', 'test/index': 'src/test/index.ts' } },
   sourcemap: true,
   clean: true,
   target: 'node20',

@@ -1,7 +1,7 @@
 import { rm } from 'node:fs/promises';
 import { integerOption, parseOptions, UsageError } from '../cli-args';
 import { writeDummyModelDir } from '../dummy-model';
-import { exportLlamaGguf } from './export-llama';
+import { exportModelGguf } from './export-llama';
 
 export const exportGgufUsage = `Usage: pagoda-bench export-gguf --output FILE [--model DIR] [--load-format safetensors|dummy] [--seed N]
 
@@ -27,7 +27,7 @@ export async function exportGgufMain(argv: readonly string[]): Promise<void> {
   if (values.model === undefined && loadFormat !== 'dummy') throw new UsageError('the default dummy model has no weights: pass --model DIR or --load-format dummy');
   const directory = values.model ?? (await writeDummyModelDir());
   try {
-    const { config, tensorCount } = await exportLlamaGguf(directory, values.output, {
+    const { config, tensorCount } = await exportModelGguf(directory, values.output, {
       weights: loadFormat === 'dummy' ? 'dummy' : 'checkpoint',
       seed: integerOption('seed', values.seed, 0)!,
     });

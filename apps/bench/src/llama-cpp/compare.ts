@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { integerOption, listOption, parseOptions, UsageError } from '../cli-args';
-import { exportLlamaGguf } from '../gguf/export-llama';
+import { exportModelGguf } from '../gguf/export-llama';
 import { createBenchmarkLlm, engineOptionSpecs, parseEngineArgs, promptVocabulary } from '../offline/engine-args';
 import { machineInfo, saveJson } from '../results';
 import { randomDataset } from '../serve/datasets';
@@ -107,7 +107,7 @@ export async function compareMain(argv: readonly string[]): Promise<void> {
   try {
     const ggufFile = join(directory, 'model.gguf');
     console.log(`exporting ${modelLabel} to GGUF (F32)...`);
-    await exportLlamaGguf(llm.context.modelDir, ggufFile, { weights: engine.options.loadFormat === 'dummy' ? 'dummy' : 'checkpoint', seed: llm.context.options.seed });
+    await exportModelGguf(llm.context.modelDir, ggufFile, { weights: engine.options.loadFormat === 'dummy' ? 'dummy' : 'checkpoint', seed: llm.context.options.seed });
     const model = await loaded.llama.loadModel({ modelPath: ggufFile, gpuLayers: 0 });
     const tokenizer: TextTokenizer = llm.tokenizer;
     const prompts = randomDataset({

@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { exportLlamaGguf } from '../gguf/export-llama';
+import { exportModelGguf } from '../gguf/export-llama';
 import { generateGreedy, loadLlamaCpp } from './llama-cpp-runner';
 
 interface Reference {
@@ -48,7 +48,7 @@ describe('tiny-llama greedy decoding against the transformers reference', () => 
     if ('error' in loaded) return;
     directory = await mkdtemp(join(tmpdir(), 'pagoda-bench-cross-check-'));
     const file = join(directory, 'tiny-llama.gguf');
-    await exportLlamaGguf(fixturePath('tiny-llama'), file, { weights: 'checkpoint', name: 'tiny-llama' });
+    await exportModelGguf(fixturePath('tiny-llama'), file, { weights: 'checkpoint', name: 'tiny-llama' });
     const model = await loaded.llama.loadModel({ modelPath: file, gpuLayers: 0 });
     try {
       const { tokens } = await generateGreedy(

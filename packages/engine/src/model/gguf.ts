@@ -80,7 +80,7 @@ export async function readGgufHeader(file: string): Promise<GgufHeader> {
         return parseHeader(file, bytes, size);
       } catch (error) {
         if (!(error instanceof NeedMoreBytes)) throw error;
-        if (length >= size) throw new GgufError('gguf_file_truncated', file, `ends (at byte ${size}) inside ${error.message}`);
+        if (length >= size) throw new GgufError('gguf_file_truncated', file, `ends (at byte ${size}) inside ${error.message}`, keyOrTensor(error.message));
         length = Math.min(size, length * 4);
       }
     }
@@ -131,7 +131,7 @@ function parseHeader(file: string, bytes: Uint8Array, fileSize: number): GgufHea
       case 3: need(2); offset += 2; return view.getInt16(offset - 2, true);
       case 4: return u32();
       case 5: need(4); offset += 4; return view.getInt32(offset - 4, true);
-      case 6: need(4); offset += 4; return view.getFloat32(offset - 4, true);
+      case 6: need(4); offset += 4; return shortestFloat32(view.getFloat32(offset - 4, true));
       case 7: need(1); return view.getUint8(offset++) !== 0;
       case 8: return string();
       case 9: {
@@ -218,6 +218,18 @@ function parseHeader(file: string, bytes: Uint8Array, fileSize: number): GgufHea
     tensors.set(info.name, { name: info.name, dimensions: info.dimensions, type: info.type, offset: start, byteLength });
   }
   return { file, version, metadata, tensors };
+}
+
+/**
+ * A float32 as the shortest decimal that rounds back to it: GGUF stores `rms_norm_eps` 1e-5 as the float32
+ * 9.99999974e-6, which the config then shows as the checkpoint wrote it.
+ */
+function shortestFloat32(value: number): number {
+  for (let digits = 1; digits < 9; digits += 1) {
+    const decimal = Number(value.toPrecision(digits));
+    if (Math.fround(decimal) === value) return decimal;
+  }
+  return value;
 }
 
 function keyOrTensor(where: string): { key?: string; tensor?: string } {
@@ -461,20 +473,33 @@ function ggufTensor(reading: TensorReading): WeightTensor {
   };
 }
 
-/** Rows from llama.cpp's interleaved q/k layout back to Hugging Face's: per head, row 2j + t goes to t·(d/2) + j. */
-function unpermuteRows(bytes: Uint8Array, rows: number, rowBytes: number, heads: number): Uint8Array {
+/**
+ * For each row of a `llama` q or k projection in Hugging Face's rotate-half layout, its row in llama.cpp's
+ * interleaved one, which llama.cpp's converter makes (`reshape(heads, 2, d/2, hidden).swapaxes(1, 2)`):
+ *
+ * ```text
+ * Hugging Face row of head h:  h·d + t·(d/2) + j      (t = 0 first half, 1 second half; j < d/2)
+ * llama.cpp row of head h:     h·d + 2j + t
+ * ```
+ */
+export function llamaCppRowOrder(rows: number, heads: number): Int32Array {
   const headDim = rows / heads;
+  if (!Number.isInteger(headDim) || headDim % 2 !== 0) throw new RangeError(`cannot split ${rows} rows into ${heads} heads of even size`);
   const half = headDim / 2;
-  const out = new Uint8Array(bytes.length);
+  const order = new Int32Array(rows);
   for (let head = 0; head < heads; head += 1) {
-    for (let pair = 0; pair < half; pair += 1) {
-      for (let part = 0; part < 2; part += 1) {
-        const from = (head * headDim + 2 * pair + part) * rowBytes;
-        const to = (head * headDim + part * half + pair) * rowBytes;
-        out.set(bytes.subarray(from, from + rowBytes), to);
-      }
+    for (let part = 0; part < 2; part += 1) {
+      for (let pair = 0; pair < half; pair += 1) order[head * headDim + part * half + pair] = head * headDim + 2 * pair + part;
     }
   }
+  return order;
+}
+
+/** Rows from llama.cpp's interleaved q/k layout back to Hugging Face's (see llamaCppRowOrder). */
+function unpermuteRows(bytes: Uint8Array, rows: number, rowBytes: number, heads: number): Uint8Array {
+  const order = llamaCppRowOrder(rows, heads);
+  const out = new Uint8Array(bytes.length);
+  for (let row = 0; row < rows; row += 1) out.set(bytes.subarray(order[row]! * rowBytes, (order[row]! + 1) * rowBytes), row * rowBytes);
   return out;
 }
 

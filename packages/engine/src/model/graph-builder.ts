@@ -125,42 +125,49 @@ export class GraphBuilder {
   }
 
   /**
-   * The quantized weight `name` as MatMulNBits' codes and scales initializers (`${name}.codes`, `${name}.scales`).
-   * Both come from one read of the weight, made when the codes are written and dropped once the scales are.
+   * The quantized weight `name` as MatMulNBits' initializers: codes `[rows, blocks, 32 · bits / 8]` and scales
+   * `[rows, blocks]` (in `scaleType`: the scales are float16 values already, so float16 keeps them exactly).
    */
   quantizedWeight(name: string, scaleType: FloatElementType = 'float32'): QuantizedInitializers {
+    const placed = this.placeQuantized(name, scaleType);
+    const codes = this.declareOnce(`${name}.codes`, DataType.UINT8, [placed.rows, placed.blocks, bytesPerBlock(placed.format)], placed.codes);
+    return { codes, scales: placed.scales, format: placed.format, rows: placed.rows, columns: placed.columns };
+  }
+
+  /**
+   * The quantized embedding `name` as GatherBlockQuantized's initializers: the same codes as {@link quantizedWeight}'s
+   * (the same bytes of the weight file, so a tied head shares them) in the 2-D shape `[rows, blocks · 32 · bits / 8]`
+   * that operator wants, and the scales.
+   */
+  quantizedEmbedding(name: string, scaleType: FloatElementType = 'float32'): QuantizedInitializers {
+    const placed = this.placeQuantized(name, scaleType);
+    const codes = this.declareOnce(`${name}.codes.rows`, DataType.UINT8, [placed.rows, placed.blocks * bytesPerBlock(placed.format)], placed.codes);
+    return { codes, scales: placed.scales, format: placed.format, rows: placed.rows, columns: placed.columns };
+  }
+
+  /**
+   * Places a quantized weight's codes and scales in the weight file and declares the scales. Both come from one read
+   * of the weight, made when the codes are written and dropped once the scales are.
+   */
+  private placeQuantized(name: string, scaleType: FloatElementType) {
     const tensor = this.weightTensor(name);
     if (tensor.format === 'float32') throw new TypeError(`weight ${name} is float32; a quantized weight is needed here`);
     const [rows, columns] = tensor.shape;
     const blocks = blocksPerRow(columns);
-    const codes = `${name}.codes`;
-    const scales = `${name}.scales`;
-    if (!this.initializerNames.has(codes)) {
-      let pending: Promise<QuantizedBlocks> | undefined;
-      const read = (): Promise<QuantizedBlocks> => (pending ??= tensor.read());
-      const codeBytes = rows * blocks * bytesPerBlock(tensor.format);
-      this.lazyTensor(codes, DataType.UINT8, [rows, blocks, bytesPerBlock(tensor.format)], codeBytes, async () => (await read()).codes);
-      // Scales are float16 values already: as float16 (or bfloat16, rounded) they keep the GGUF's numbers.
-      const scaleBytes = rows * blocks * (scaleType === 'float32' ? 4 : 2);
-      this.lazyTensor(scales, floatDataType[scaleType], [rows, blocks], scaleBytes, async () => {
-        const values = (await read()).scales;
-        pending = undefined;
-        return scaleType === 'float32' ? bytesOf(values) : bytesOf(toHalfPrecision(values, scaleType));
-      });
-    }
-    return { codes, scales, format: tensor.format, rows, columns };
+    let pending: Promise<QuantizedBlocks> | undefined;
+    const read = (): Promise<QuantizedBlocks> => (pending ??= tensor.read());
+    const codes = this.weightFile.place(`${name}.codes`, rows * blocks * bytesPerBlock(tensor.format), async () => (await read()).codes);
+    const scalesEntry = this.weightFile.place(`${name}.scales`, rows * blocks * (scaleType === 'float32' ? 4 : 2), async () => {
+      const values = (await read()).scales;
+      pending = undefined;
+      return scaleType === 'float32' ? bytesOf(values) : bytesOf(toHalfPrecision(values, scaleType));
+    });
+    const scales = this.declareOnce(`${name}.scales`, floatDataType[scaleType], [rows, blocks], scalesEntry);
+    return { format: tensor.format, rows, columns, blocks, codes, scales };
   }
 
-  /**
-   * Another initializer over the bytes of `source` (one this graph or another on the same weight file declared),
-   * with its own name and shape: a tied embedding read by both GatherBlockQuantized and MatMulNBits, which want the
-   * same codes in different shapes.
-   */
-  alias(name: string, source: string, dataType: number, dims: readonly number[]): string {
-    if (this.initializerNames.has(name)) return name;
-    const entry = this.weightFile.entry(source);
-    if (entry === undefined) throw new RangeError(`cannot alias ${name} to ${source}, which is not in the weight file`);
-    return this.declare(name, dataType, dims, entry);
+  private declareOnce(name: string, dataType: number, dims: readonly number[], entry: WeightFileEntry): string {
+    return this.initializerNames.has(name) ? name : this.declare(name, dataType, dims, entry);
   }
 
   /** An initializer whose bytes are already in memory (constants, rotary caches); they are kept until written. */
@@ -308,7 +315,7 @@ export function linearNode(
  * The rows of the embedding `weightName` at `indices`: `Gather` for a float weight, `com.microsoft.
  * GatherBlockQuantized` for a quantized one (probed on ONNX Runtime 1.30: uint8 data of `[vocab, hidden · bits / 8]`
  * with 4 or 8 bits, scales `[vocab, blocks]`, default zero points as MatMulNBits'). A tied head's MatMulNBits reads
- * the same codes, which this names again in the 2-D shape GatherBlockQuantized wants.
+ * the same codes (see GraphBuilder.quantizedEmbedding).
  */
 export function embeddingNode(
   graph: GraphBuilder,
@@ -320,12 +327,11 @@ export function embeddingNode(
   if (graph.weightTensor(weightName).format === 'float32') {
     return graph.node('Gather', [graph.weight(weightName, elementType), indices], output, { axis: 0 });
   }
-  const quantized = graph.quantizedWeight(weightName, elementType);
+  const quantized = graph.quantizedEmbedding(weightName, elementType);
   const bits = formatBits[quantized.format];
-  const data = graph.alias(`${weightName}.codes.rows`, quantized.codes, DataType.UINT8, [quantized.rows, (blocksPerRow(quantized.columns) * quantizationBlockSize * bits) / 8]);
   return graph.node(
     'GatherBlockQuantized',
-    [data, indices, quantized.scales],
+    [quantized.codes, indices, quantized.scales],
     output,
     { gather_axis: 0, quantize_axis: 1, block_size: quantizationBlockSize, bits },
     microsoftDomain,

@@ -2,7 +2,7 @@ import { isGgufPath, readGgufHeader, ggufWeights, type GgufConversion } from './
 import type { ModelConfig } from './model-config';
 import { dummyWeights, loadCheckpointWeights, quantizeModelWeights } from './model-weights';
 import type { Quantization } from './quantization';
-import type { ModelWeights } from './weight-tensor';
+import type { ModelWeights, WeightFormat } from './weight-tensor';
 import { weightLoadingProgressBar } from '../progress-bar';
 
 /** How a runner loads its weights. */
@@ -33,4 +33,11 @@ export async function loadModelWeights(modelPath: string, config: ModelConfig, o
 /** The tensors of a GGUF model that load at another precision than stored (K-quants), for the start-up log. */
 export async function ggufConversions(modelPath: string, config: ModelConfig): Promise<readonly GgufConversion[]> {
   return ggufWeights(await readGgufHeader(modelPath), config).conversions;
+}
+
+/** The formats a GGUF model's tensors load in, by Hugging Face name; undefined for a checkpoint folder. */
+export async function storedWeightFormats(modelPath: string, config: ModelConfig): Promise<Map<string, WeightFormat> | undefined> {
+  if (!isGgufPath(modelPath)) return undefined;
+  const { weights } = ggufWeights(await readGgufHeader(modelPath), config);
+  return new Map([...weights].map(([name, tensor]) => [name, tensor.format]));
 }

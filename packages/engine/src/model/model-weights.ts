@@ -1,7 +1,15 @@
 import type { ModelConfig } from './model-config';
-import type { Quantization, QuantizedFormat } from './quantization';
+import { quantizableColumns, type Quantization, type QuantizedFormat } from './quantization';
 import { readSafetensorsIndex, readSafetensorsTensors } from './safetensors';
-import { type FloatWeight, type ModelWeights, quantizeWeight, type WantedTensor, type WeightTensor } from './weight-tensor';
+import {
+  type FloatWeight,
+  heldBytes,
+  type ModelWeights,
+  quantizeWeight,
+  type WantedTensor,
+  type WeightFormat,
+  type WeightTensor,
+} from './weight-tensor';
 
 /** Every tensor the graph reads, with the shape the config implies, in Hugging Face naming. */
 export function expectedWeights(config: ModelConfig): WantedTensor[] {
@@ -98,6 +106,29 @@ export function quantizeModelWeights(weights: ModelWeights, quantization: Quanti
       return [name, format === undefined ? tensor : quantizeWeight(tensor, format)];
     }),
   );
+}
+
+/**
+ * The format every weight of the model will be held in: `storedFormats`' quantized ones as they are (a GGUF's), the
+ * rest as `quantization` makes them (see quantizedFormatFor; a weight whose rows are not whole blocks stays float32).
+ */
+export function plannedWeightFormats(
+  config: ModelConfig,
+  quantization: Quantization | undefined,
+  storedFormats?: ReadonlyMap<string, WeightFormat>,
+): Map<string, WeightFormat> {
+  const formats = new Map<string, WeightFormat>();
+  for (const { name, shape } of expectedWeights(config)) {
+    const stored = storedFormats?.get(name) ?? 'float32';
+    const format = quantizedFormatFor(name, quantization);
+    formats.set(name, stored !== 'float32' ? stored : format !== undefined && shape.length === 2 && quantizableColumns(shape[1]!) ? format : 'float32');
+  }
+  return formats;
+}
+
+/** Bytes of the weights as held in the given formats: float32, or codes plus float32 scales. */
+export function plannedWeightBytes(config: ModelConfig, formats: ReadonlyMap<string, WeightFormat>): number {
+  return expectedWeights(config).reduce((sum, { name, shape }) => sum + heldBytes({ format: formats.get(name) ?? 'float32', shape }), 0);
 }
 
 /**

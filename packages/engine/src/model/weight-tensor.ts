@@ -76,9 +76,9 @@ export function rowLength(shape: readonly number[]): number {
 }
 
 /** Bytes a weight holds in its format ("as held": float32, or codes plus float32 scales). */
-export function heldBytes(tensor: WeightTensor): number {
+export function heldBytes(tensor: { readonly format: WeightFormat; readonly shape: readonly number[] }): number {
   if (tensor.format === 'float32') return 4 * tensor.shape.reduce((product, dim) => product * dim, 1);
-  return quantizedByteLength(tensor.format, tensor.shape[0], tensor.shape[1]);
+  return quantizedByteLength(tensor.format, tensor.shape[0]!, tensor.shape[1]!);
 }
 
 /** Rows read at once while quantizing: about 16 MiB of float32, so a large embedding never sits whole in memory. */

@@ -8,7 +8,8 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { DataType, GraphBuilder, microsoftDomain } from '../model/graph-builder';
 import { bfloat16BitsToFloat32, float32ToBfloat16Bits, float32ToFloat16Bits, toHalfPrecision } from '../model/half';
 import { loadModelConfig } from '../model/model-config';
-import { dummyWeights } from '../model/model-weights';
+import { dummyWeights, quantizeModelWeights } from '../model/model-weights';
+import type { Quantization } from '../model/quantization';
 import { float16ToFloat32 } from '../model/safetensors';
 import { ModelFiles, WeightFile } from '../model/weight-file';
 import { layoutPagedBatch, metadataEntriesFor } from './paged-batch';
@@ -16,9 +17,9 @@ import { buildPagedGraph, type PagedGraphOptions } from './paged-graph';
 
 const { onnx } = onnxProto;
 
-async function decodedGraph(name: 'tiny-qwen3' | 'tiny-llama' | 'tiny-qwen2', options: Partial<PagedGraphOptions> = {}) {
+async function decodedGraph(name: 'tiny-qwen3' | 'tiny-llama' | 'tiny-qwen2', options: Partial<PagedGraphOptions> = {}, quantization?: Quantization) {
   const config = await loadModelConfig(fixturePath(name));
-  const built = buildPagedGraph(config, dummyWeights(config, 1), {
+  const built = buildPagedGraph(config, quantizeModelWeights(dummyWeights(config, 1), quantization), {
     dtype: 'float16',
     attention: 'paged',
     fusedAttention: true,
@@ -126,13 +127,24 @@ describe("ONNX Runtime's own checks of the GPU graphs (schemas, attributes, type
   const passedLoad = /InsertedPrecisionFreeCast|Could not find an implementation for (?!PagedAttention)/;
 
   it.each([
-    ['tiny-qwen3', 'float16', true],
-    ['tiny-qwen3', 'float16', false],
-    ['tiny-llama', 'float16', true],
-    ['tiny-llama', 'bfloat16', true],
-    ['tiny-qwen2', 'float16', false],
-  ] as const)('accepts the %s graph in %s (fused attention: %s) at load', async (name, dtype, fusedAttention) => {
-    const { built } = await decodedGraph(name, { dtype, fusedAttention, pools: fusedAttention ? 'initializers' : 'inputs' });
+    ['tiny-qwen3', 'float16', true, undefined],
+    ['tiny-qwen3', 'float16', false, undefined],
+    ['tiny-llama', 'float16', true, undefined],
+    ['tiny-llama', 'bfloat16', true, undefined],
+    ['tiny-qwen2', 'float16', false, undefined],
+    ['tiny-qwen3', 'float16', true, 'int4'],
+    ['tiny-llama', 'float16', true, 'int8'],
+    ['tiny-qwen2', 'float16', false, 'int8'],
+  ] as const)('accepts the %s graph in %s (fused attention: %s, quantized: %s) at load', async (name, dtype, fusedAttention, quantization) => {
+    const { built, model } = await decodedGraph(name, { dtype, fusedAttention, pools: fusedAttention ? 'initializers' : 'inputs' }, quantization);
+    if (quantization !== undefined) {
+      // MatMulNBits over packed q/k/v and gate/up, GatherBlockQuantized for the embedding; scales in the graph's dtype.
+      const ops = model.graph!.node!.map((node) => node.opType);
+      expect(ops.filter((op) => op === 'MatMulNBits').length).toBeGreaterThanOrEqual(3 * 2);
+      expect(ops).toContain('GatherBlockQuantized');
+      const scales = model.graph!.initializer!.find((tensor) => tensor.name === 'model.layers.0.self_attn.qkv_proj.weight.scales')!;
+      expect(scales.dataType).toBe(onnx.TensorProto.DataType.FLOAT16);
+    }
     const failure = await sessionFailure(built);
     expect(failure).toMatch(passedLoad);
     expect(failure).not.toMatch(/In Node, \(/);
