@@ -26,7 +26,9 @@ export const defaultModelDir = fixturePath('tiny-qwen2');
 export const usage = `Usage: pagoda serve [options]
 
 Serving
-  --model DIR                    Hugging Face checkpoint folder (default: the built-in tiny-qwen2)
+  --model DIR|FILE.gguf          Hugging Face checkpoint folder, or a GGUF file (default: the built-in tiny-qwen2)
+  --tokenizer DIR                the folder of tokenizer.json and generation_config.json (default: the model's;
+                                 required with a GGUF file)
   --host HOST                    address to listen on (default 127.0.0.1)
   --port PORT                    port to listen on (default 8000; 0 picks a free one)
   --served-model-name NAME       the model name clients use (default: the folder's name)
@@ -51,6 +53,8 @@ Engine (as vLLM's engine arguments)
   --generation-config auto|vllm  auto: sampling defaults from generation_config.json (default auto)
   --max-logprobs N               most logprobs a request may ask for (default 20)
   --load-format safetensors|dummy   dummy: seeded random weights from config.json alone
+  --quantization int8|int4       weight-only quantization at load, as llama.cpp's Q8_0 / Q4_0 (MatMulNBits)
+  --accuracy-level N             MatMulNBits accuracy_level, 0-4 (default 4: int8 activations)
   --seed N                       seed of the dummy weights (default 0)
   --intra-op-num-threads N       ONNX Runtime threads (default: one per core)
   --scheduling-policy fcfs|priority
@@ -70,6 +74,7 @@ const integerFlags = [
   'seed',
   'intra-op-num-threads',
   'long-prefill-token-threshold',
+  'accuracy-level',
 ] as const;
 
 function integer(flag: string, value: string | undefined): number | undefined {
@@ -100,6 +105,8 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
         'generation-config': { type: 'string' },
         'load-format': { type: 'string' },
         'scheduling-policy': { type: 'string' },
+        tokenizer: { type: 'string' },
+        quantization: { type: 'string' },
         ...Object.fromEntries(integerFlags.map((flag) => [flag, { type: 'string' as const }])),
       },
       strict: true,
@@ -151,6 +158,9 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
   set('intraOpNumThreads', numbers['intra-op-num-threads']);
   set('schedulingPolicy', string('scheduling-policy') as EngineOptions['schedulingPolicy']);
   set('longPrefillTokenThreshold', numbers['long-prefill-token-threshold']);
+  set('tokenizer', string('tokenizer'));
+  set('quantization', string('quantization') as EngineOptions['quantization']);
+  set('accuracyLevel', numbers['accuracy-level'] as EngineOptions['accuracyLevel']);
   return {
     model: string('model') ?? defaultModelDir,
     host: string('host') ?? '127.0.0.1',
