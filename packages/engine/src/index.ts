@@ -53,7 +53,15 @@ export { createParallelModelExecutor } from './parallel/parallel-executor';
 export type { ParallelModelExecutorOptions } from './parallel/parallel-executor';
 export type { LoadModelOptions, ModelRunnerOptions } from './cpu/model-runner';
 export type { LogitsRows, ModelRunnerOutput, ModelRunnerRequest } from './model-step';
-export { dummyWeights, expectedWeights, loadCheckpointWeights, quantizedFormatFor, quantizeModelWeights } from './model/model-weights';
+export {
+  dummyWeights,
+  expectedWeights,
+  loadCheckpointWeights,
+  plannedWeightBytes,
+  plannedWeightFormats,
+  quantizedFormatFor,
+  quantizeModelWeights,
+} from './model/model-weights';
 export type { LoadWeightsOptions } from './model/model-weights';
 export { weightLoadingProgressBar } from './progress-bar';
 export type { ProgressStream } from './progress-bar';
@@ -138,6 +146,7 @@ export type {
   RequestMetrics,
   RequestOutput,
   ResolvedEngineOptions,
+  StartupMemory,
 } from './core';
 // The types of the lower layers that the engine's API speaks, so the server needs only this package.
 export { RequestRejectedError, RequestStatus, SchedulerError } from '@pagoda/scheduler';

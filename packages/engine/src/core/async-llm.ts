@@ -10,6 +10,7 @@ import { loadModelContext, type ModelContext, prepareRequest, type PromptInput, 
 import { OutputProcessor } from './output-processor';
 import type { EngineStats, RequestOutput } from './request-output';
 import type { EngineWorkerData, FromWorkerMessage, SerializedError, ToWorkerMessage } from './worker-protocol';
+import type { StartupMemory } from './process-memory';
 
 /** The engine core died (its thread crashed or exited); nothing more will be served. */
 export class EngineDeadError extends PagodaEngineError {
@@ -77,6 +78,8 @@ export class AsyncLLM {
     initialStats: SchedulerStats,
     /** What setting up the engine core found (on a GPU: the memory plan and the KV pool self-check). */
     readonly startupLog: readonly string[] = [],
+    /** The process's memory around start-up beside what the model needs. */
+    readonly startupMemory: StartupMemory | undefined = undefined,
   ) {
     this.processor = new OutputProcessor(context.tokenizer);
     this.latestStats = initialStats;
@@ -123,7 +126,7 @@ export class AsyncLLM {
     // Only our own listeners: removeAllListeners would also drop the Worker's internal ones that deliver messages.
     for (const [event, listener] of listeners) worker.off(event, listener);
     const planned = { ...context, options: { ...context.options, kvCache: ready.kvCache } };
-    return new AsyncLLM(planned, worker, ready.stats, ready.startupLog);
+    return new AsyncLLM(planned, worker, ready.stats, ready.startupLog, ready.startupMemory);
   }
 
   get tokenizer() {

@@ -50,7 +50,7 @@ port.on('message', (message: ToWorkerMessage) => {
 
 async function main(): Promise<void> {
   core = await createEngineCore({ modelDir: data.modelDir, options: data.options });
-  post({ type: 'ready', stats: core.makeStats(), kvCache: core.kvCache, startupLog: core.startupLog });
+  post({ type: 'ready', stats: core.makeStats(), kvCache: core.kvCache, startupLog: core.startupLog, startupMemory: core.startupMemory });
   while (!shuttingDown) {
     if (injectedFault !== undefined) throw new Error(injectedFault);
     if (!core.hasUnfinishedRequests()) {

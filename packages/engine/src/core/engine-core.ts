@@ -2,6 +2,7 @@ import type { KvCachePlan } from '@pagoda/kv-cache';
 import type { NormalizedSamplingParams, SampledTokenLogprobs, Sampler, SamplingRow } from '@pagoda/sampling';
 import { type FinishReason, RequestStatus, type Scheduler, type SchedulerOutput, type SchedulerStats } from '@pagoda/scheduler';
 import type { ModelRunnerOutput, ModelRunnerRequest } from '../model-step';
+import type { StartupMemory } from './process-memory';
 
 /** What the engine core needs from a model runner: one batched step, and a way to let go of it. */
 export interface ModelExecutor {
@@ -60,6 +61,8 @@ export interface EngineCoreOptions {
   readonly kvCache?: KvCachePlan;
   /** What setting up the executor found (a GPU's memory plan, the KV pool self-check), for the start-up log. */
   readonly startupLog?: readonly string[];
+  /** The process's memory around start-up beside what the model needs (see StartupMemory). */
+  readonly startupMemory?: StartupMemory;
 }
 
 /**
@@ -86,6 +89,7 @@ export class EngineCore {
   private readonly maxBatchesInFlight: number;
   readonly kvCache: KvCachePlan | undefined;
   readonly startupLog: readonly string[];
+  readonly startupMemory: StartupMemory | undefined;
 
   constructor(
     readonly scheduler: Scheduler,
@@ -96,6 +100,7 @@ export class EngineCore {
     this.maxBatchesInFlight = options.maxBatchesInFlight ?? 1;
     this.kvCache = options.kvCache;
     this.startupLog = options.startupLog ?? [];
+    this.startupMemory = options.startupMemory;
   }
 
   /** Queues a request; throws the scheduler's `RequestRejectedError` for one that could never run. */

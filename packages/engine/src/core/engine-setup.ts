@@ -131,13 +131,17 @@ export async function createEngineCore(
     });
   }
   const formats = plannedWeightFormats(config, options.quantization, await storedWeightFormats(context.modelDir, config));
+  const memoryAfter = processMemory();
+  const startupMemory = {
+    rssBeforeLoadingBytes: memoryBefore.rssBytes,
+    rssAfterStartupBytes: memoryAfter.rssBytes,
+    peakRssBytes: memoryAfter.peakRssBytes,
+    weightBytes: plannedWeightBytes(config, formats),
+    kvCacheBytes: kvCache.kvCacheBytes,
+  };
   startupLog.push(
-    memoryLogLine({
-      before: memoryBefore,
-      after: processMemory(),
-      weightBytes: plannedWeightBytes(config, formats),
+    memoryLogLine(startupMemory, {
       weightFormats: [...new Set(formats.values())],
-      kvCacheBytes: kvCache.kvCacheBytes,
       accuracyLevel: [...formats.values()].some((format) => format !== 'float32') ? options.accuracyLevel : undefined,
     }),
   );
@@ -164,6 +168,7 @@ export async function createEngineCore(
     maxBatchesInFlight: options.pipelineParallelSize,
     kvCache,
     startupLog,
+    startupMemory,
   });
 }
 

@@ -1,6 +1,7 @@
 import * as ort from 'onnxruntime-node';
 import { executeInAttentionGroups } from './attention-groups';
 import { layoutBatch } from './batch-layout';
+import { allocateKvPool } from './kv-pool';
 import type { BatchLayoutContext } from './batch-layout';
 import { ModelInputError } from '../errors';
 import { checkExecutionProvider, startSession } from '../execution-provider';
@@ -71,8 +72,8 @@ export class ModelRunner {
     this.executionProvider = options.executionProvider;
     this.kvWidth = config.numKvHeads * config.headDim;
     const numSlots = options.numBlocks * options.blockSize;
-    this.keyPools = Array.from({ length: config.numLayers }, () => new Float32Array(numSlots * this.kvWidth));
-    this.valuePools = Array.from({ length: config.numLayers }, () => new Float32Array(numSlots * this.kvWidth));
+    this.keyPools = Array.from({ length: config.numLayers }, () => allocateKvPool(numSlots * this.kvWidth));
+    this.valuePools = Array.from({ length: config.numLayers }, () => allocateKvPool(numSlots * this.kvWidth));
     // Tensors over the pools' own memory, made once: each run hands ONNX Runtime the same buffers, no copies.
     this.poolTensors = {};
     for (let layer = 0; layer < config.numLayers; layer += 1) {

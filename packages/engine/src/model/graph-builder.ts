@@ -115,13 +115,30 @@ export class GraphBuilder {
    */
   weight(name: string, elementType: FloatElementType = 'float32'): string {
     if (this.initializerNames.has(name)) return name;
+    const { shape, entry } = this.placeFloat(name, elementType);
+    return this.declare(name, floatDataType[elementType], shape, entry);
+  }
+
+  /**
+   * The float weight `name` under a second initializer name (`${name}.rows`) over the same bytes of the weight file,
+   * for a Gather of a tied embedding on the CPU: the head's Gemm then holds the original alone, prepacks it and lets
+   * ONNX Runtime unmap it, and the Gather's own mapping keeps only the rows it reads resident. (One initializer read
+   * by both would stay mapped whole, every page touched by the prepacking.)
+   */
+  weightRows(name: string, elementType: FloatElementType = 'float32'): string {
+    const { shape, entry } = this.placeFloat(name, elementType);
+    return this.declareOnce(`${name}.rows`, floatDataType[elementType], shape, entry);
+  }
+
+  private placeFloat(name: string, elementType: FloatElementType): { shape: readonly number[]; entry: WeightFileEntry } {
     const tensor = this.weightTensor(name);
     if (tensor.format !== 'float32') throw new TypeError(`weight ${name} is ${tensor.format}; the graph reads it as a float here`);
     const elements = tensor.shape.reduce((product, dim) => product * dim, 1);
-    return this.lazyTensor(name, floatDataType[elementType], tensor.shape, elements * (elementType === 'float32' ? 4 : 2), async () => {
+    const entry = this.weightFile.place(name, elements * (elementType === 'float32' ? 4 : 2), async () => {
       const values = await tensor.read();
       return elementType === 'float32' ? bytesOf(values) : bytesOf(toHalfPrecision(values, elementType));
     });
+    return { shape: tensor.shape, entry };
   }
 
   /**
@@ -135,14 +152,26 @@ export class GraphBuilder {
   }
 
   /**
-   * The quantized embedding `name` as GatherBlockQuantized's initializers: the same codes as {@link quantizedWeight}'s
-   * (the same bytes of the weight file, so a tied head shares them) in the 2-D shape `[rows, blocks · 32 · bits / 8]`
-   * that operator wants, and the scales.
+   * The quantized embedding `name` as GatherBlockQuantized's initializers, over the same bytes of the weight file as
+   * {@link quantizedWeight}'s (a tied head's):
+   *
+   * ```text
+   * separate  codes `${name}.codes.rows` [rows, blocks · 32 · bits / 8], scales [rows, blocks]: a second initializer,
+   *           so on the CPU the head's MatMulNBits holds its codes alone, prepacks them and lets them be unmapped
+   * shared    codes `${name}.codes` [rows, blocks, 32 · bits / 8] (the head's very initializer, quantize_axis 2),
+   *           scales `${name}.scales.blocks` [rows, blocks, 1]: one copy of the codes on a GPU
+   * ```
    */
-  quantizedEmbedding(name: string, scaleType: FloatElementType = 'float32'): QuantizedInitializers {
+  quantizedEmbedding(name: string, scaleType: FloatElementType, layout: 'separate' | 'shared'): QuantizedInitializers & { readonly quantizeAxis: number } {
     const placed = this.placeQuantized(name, scaleType);
-    const codes = this.declareOnce(`${name}.codes.rows`, DataType.UINT8, [placed.rows, placed.blocks * bytesPerBlock(placed.format)], placed.codes);
-    return { codes, scales: placed.scales, format: placed.format, rows: placed.rows, columns: placed.columns };
+    const blockBytes = bytesPerBlock(placed.format);
+    if (layout === 'separate') {
+      const codes = this.declareOnce(`${name}.codes.rows`, DataType.UINT8, [placed.rows, placed.blocks * blockBytes], placed.codes);
+      return { codes, scales: placed.scales, format: placed.format, rows: placed.rows, columns: placed.columns, quantizeAxis: 1 };
+    }
+    const codes = this.declareOnce(`${name}.codes`, DataType.UINT8, [placed.rows, placed.blocks, blockBytes], placed.codes);
+    const scales = this.declareOnce(`${name}.scales.blocks`, floatDataType[scaleType], [placed.rows, placed.blocks, 1], placed.scalesEntry);
+    return { codes, scales, format: placed.format, rows: placed.rows, columns: placed.columns, quantizeAxis: 2 };
   }
 
   /**
@@ -163,7 +192,7 @@ export class GraphBuilder {
       return scaleType === 'float32' ? bytesOf(values) : bytesOf(toHalfPrecision(values, scaleType));
     });
     const scales = this.declareOnce(`${name}.scales`, floatDataType[scaleType], [rows, blocks], scalesEntry);
-    return { format: tensor.format, rows, columns, blocks, codes, scales };
+    return { format: tensor.format, rows, columns, blocks, codes, scales, scalesEntry };
   }
 
   private declareOnce(name: string, dataType: number, dims: readonly number[], entry: WeightFileEntry): string {
@@ -313,27 +342,33 @@ export function linearNode(
 
 /**
  * The rows of the embedding `weightName` at `indices`: `Gather` for a float weight, `com.microsoft.
- * GatherBlockQuantized` for a quantized one (probed on ONNX Runtime 1.30: uint8 data of `[vocab, hidden · bits / 8]`
- * with 4 or 8 bits, scales `[vocab, blocks]`, default zero points as MatMulNBits'). A tied head's MatMulNBits reads
- * the same codes (see GraphBuilder.quantizedEmbedding).
+ * GatherBlockQuantized` for a quantized one (probed on ONNX Runtime 1.30: uint8 data of 4 or 8 bits, 2-D
+ * `[vocab, hidden · bits / 8]` with scales `[vocab, blocks]`, or MatMulNBits' 3-D layout with scales
+ * `[vocab, blocks, 1]` and quantize_axis 2; default zero points as MatMulNBits'). `layout` says whether the
+ * embedding reads its own initializer over the weight file's bytes (`separate`: the CPU, see GraphBuilder.weightRows)
+ * or the one a tied head reads (`shared`: a GPU, which would otherwise hold the bytes twice).
  */
 export function embeddingNode(
   graph: GraphBuilder,
   weightName: string,
   indices: string,
   output: string,
-  elementType: FloatElementType = 'float32',
+  options: { readonly elementType?: FloatElementType; readonly layout: 'separate' | 'shared' },
 ): string {
+  const elementType = options.elementType ?? 'float32';
   if (graph.weightTensor(weightName).format === 'float32') {
-    return graph.node('Gather', [graph.weight(weightName, elementType), indices], output, { axis: 0 });
+    const table = options.layout === 'separate' ? graph.weightRows(weightName, elementType) : graph.weight(weightName, elementType);
+    return graph.node('Gather', [table, indices], output, { axis: 0 });
   }
-  const quantized = graph.quantizedEmbedding(weightName, elementType);
-  const bits = formatBits[quantized.format];
-  return graph.node(
+  const quantized = graph.quantizedEmbedding(weightName, elementType, options.layout);
+  const gathered = graph.node(
     'GatherBlockQuantized',
     [quantized.codes, indices, quantized.scales],
-    output,
-    { gather_axis: 0, quantize_axis: 1, block_size: quantizationBlockSize, bits },
+    options.layout === 'separate' ? output : `${output}.blocks`,
+    { gather_axis: 0, quantize_axis: quantized.quantizeAxis, block_size: quantizationBlockSize, bits: formatBits[quantized.format] },
     microsoftDomain,
   );
+  if (options.layout === 'separate') return gathered;
+  // [tokens, blocks, 32] back to [tokens, hidden]: a view, no copy.
+  return graph.node('Reshape', [gathered, graph.int64Constant(`${weightName}.rows_shape`, [0, quantized.columns])], output);
 }

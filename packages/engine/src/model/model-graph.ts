@@ -245,7 +245,7 @@ export function buildSegmentGraph(
 
   let hidden =
     segment.input === 'tokens'
-      ? embeddingNode(graph, 'model.embed_tokens.weight', 'input_ids', 'embeddings')
+      ? embeddingNode(graph, 'model.embed_tokens.weight', 'input_ids', 'embeddings', { layout: 'separate' })
       : segment.input === 'hidden'
         ? 'hidden'
         : graph.node('Add', ['residual', 'partial'], 'segment_input');

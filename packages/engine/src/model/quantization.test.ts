@@ -120,7 +120,8 @@ describe("ONNX Runtime's MatMulNBits and GatherBlockQuantized on the engine's bl
     graph.input('x', DataType.FLOAT, ['m', inputs]);
     graph.input('ids', DataType.INT32, ['n']);
     graph.output(linearNode(graph, 'x', 'w', 'y', { bias: 'bias', accuracyLevel }), DataType.FLOAT, ['m', outputs]);
-    graph.output(embeddingNode(graph, 'w', 'ids', 'rows'), DataType.FLOAT, ['n', inputs]);
+    graph.output(embeddingNode(graph, 'w', 'ids', 'rows', { layout: 'separate' }), DataType.FLOAT, ['n', inputs]);
+    graph.output(embeddingNode(graph, 'w', 'ids', 'rows.shared', { layout: 'shared' }), DataType.FLOAT, ['n', inputs]);
     return { session: await startSession(graph.finish(), 'cpu', { intraOpNumThreads: 1 }), dequantized: dequantizeRows(blocks) };
   }
 
@@ -140,9 +141,10 @@ describe("ONNX Runtime's MatMulNBits and GatherBlockQuantized on the engine's bl
           expect(Math.abs(y[token * outputs + output]! - expected)).toBeLessThan(1e-5);
         }
       }
-      const embedded = results.rows!.data as Float32Array;
-      expect(embedded.subarray(0, inputs)).toEqual(dequantized.subarray(4 * inputs, 5 * inputs));
-      expect(embedded.subarray(inputs, 2 * inputs)).toEqual(dequantized.subarray(0, inputs));
+      for (const embedded of [results.rows!.data as Float32Array, results['rows.shared']!.data as Float32Array]) {
+        expect(embedded.subarray(0, inputs)).toEqual(dequantized.subarray(4 * inputs, 5 * inputs));
+        expect(embedded.subarray(inputs, 2 * inputs)).toEqual(dequantized.subarray(0, inputs));
+      }
     } finally {
       await session.release();
     }

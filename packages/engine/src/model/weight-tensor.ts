@@ -81,8 +81,11 @@ export function heldBytes(tensor: { readonly format: WeightFormat; readonly shap
   return quantizedByteLength(tensor.format, tensor.shape[0]!, tensor.shape[1]!);
 }
 
-/** Rows read at once while quantizing: about 16 MiB of float32, so a large embedding never sits whole in memory. */
-const quantizeChunkBytes = 16 * 2 ** 20;
+/**
+ * Rows read at once while quantizing: about 1 MiB of float32, so a large embedding never sits whole in memory, and
+ * the chunks, all one size, reuse the same freed memory rather than growing the heap.
+ */
+const quantizeChunkBytes = 2 ** 20;
 
 /**
  * `source` quantized to `format` when it is read, a bounded number of rows at a time. A weight whose rows are not

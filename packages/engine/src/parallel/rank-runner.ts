@@ -3,6 +3,7 @@ import type { Communicator, PartitionPlan, RankContext, RankPartition } from '@p
 import * as ort from 'onnxruntime-node';
 import { layoutBatch } from '../cpu/batch-layout';
 import type { BatchLayoutContext } from '../cpu/batch-layout';
+import { allocateKvPool } from '../cpu/kv-pool';
 import { startSession } from '../execution-provider';
 import { loadModelConfig } from '../model/model-config';
 import type { ModelConfig } from '../model/model-config';
@@ -110,8 +111,8 @@ export class RankModelRunner {
     this.kvWidth = (partition.kvHeads.end - partition.kvHeads.start) * config.headDim;
     const numSlots = data.numBlocks * data.blockSize;
     for (let layer = partition.layers.start; layer < partition.layers.end; layer += 1) {
-      const keys = new Float32Array(numSlots * this.kvWidth);
-      const values = new Float32Array(numSlots * this.kvWidth);
+      const keys = allocateKvPool(numSlots * this.kvWidth);
+      const values = allocateKvPool(numSlots * this.kvWidth);
       this.keyPools.set(layer, keys);
       this.valuePools.set(layer, values);
       this.poolTensors[`key_pool.${layer}`] = new ort.Tensor('float32', keys, [numSlots, this.kvWidth]);
