@@ -3,7 +3,7 @@ import { CheckpointError } from '../errors';
 import { toHalfPrecision } from './half';
 import { blocksPerRow, bytesPerBlock, formatBits, quantizationBlockSize, type QuantizedBlocks, type QuantizedFormat } from './quantization';
 import { WeightFile, type WeightFileEntry } from './weight-file';
-import type { ModelWeights, WeightTensor } from './weight-tensor';
+import { concatWeights, type ModelWeights, type WeightTensor } from './weight-tensor';
 
 const { onnx } = onnxProto;
 export const DataType = onnx.TensorProto.DataType;
@@ -50,6 +50,8 @@ export class GraphBuilder {
   private readonly outputs: onnxProto.onnx.IValueInfoProto[] = [];
   private readonly initializers: onnxProto.onnx.ITensorProto[] = [];
   private readonly initializerNames = new Set<string>();
+  /** Weights made from the model's for this graph (packed q/k/v and gate/up), by name. */
+  private readonly derivedWeights = new Map<string, WeightTensor>();
   private usesMicrosoftDomain = false;
 
   /**
@@ -100,9 +102,19 @@ export class GraphBuilder {
     return this.initializerNames.has(name);
   }
 
+  /** Whether the model (or this graph, see deriveWeight) has the weight `name`. */
+  hasWeight(name: string): boolean {
+    return this.derivedWeights.has(name) || this.weights.has(name);
+  }
+
+  /** A weight made from the model's for this graph, under its own name (read, like any, when written). */
+  deriveWeight(name: string, tensor: WeightTensor): void {
+    this.derivedWeights.set(name, tensor);
+  }
+
   /** The weight `name`, or throws the missing-tensor error. */
   weightTensor(name: string): WeightTensor {
-    const tensor = this.weights.get(name);
+    const tensor = this.derivedWeights.get(name) ?? this.weights.get(name);
     if (tensor === undefined) {
       throw new CheckpointError('checkpoint_tensor_missing', '(weights in memory)', 'is missing', { tensor: name });
     }
@@ -338,6 +350,46 @@ export function linearNode(
     },
     microsoftDomain,
   );
+}
+
+/**
+ * One projection over several weights' output rows stacked (q/k/v, gate/up), `input · [W1; W2; …]ᵀ (+ biases)`:
+ * one Gemm or MatMulNBits over a packed weight `${packedName}.weight` (read as the parts concatenated) when the
+ * parts share a format, as they do unless a GGUF stores them at different types; otherwise one projection each and
+ * their outputs concatenated, which computes the same. `parts` are weight names without `.weight`; with `biases`,
+ * `${part}.bias` are added. Returns the `[tokens, Σ rows]` output; `onWeight` hears each weight name used.
+ */
+export function packedLinearNode(
+  graph: GraphBuilder,
+  input: string,
+  packedName: string,
+  parts: readonly string[],
+  output: string,
+  options: {
+    readonly biases: boolean;
+    readonly accuracyLevel: number;
+    readonly elementType?: FloatElementType;
+    readonly onWeight?: (name: string) => void;
+  },
+): string {
+  const use = (name: string | undefined): string | undefined => {
+    if (name !== undefined) options.onWeight?.(name);
+    return name;
+  };
+  const linear = (weight: string, out: string, bias: string | undefined): string =>
+    linearNode(graph, input, use(weight)!, out, { bias: use(bias), accuracyLevel: options.accuracyLevel, ...(options.elementType === undefined ? {} : { elementType: options.elementType }) });
+  const stack = (suffix: string): boolean => {
+    const name = `${packedName}.${suffix}`;
+    if (graph.hasWeight(name)) return true;
+    const stacked = concatWeights(parts.map((part) => graph.weightTensor(`${part}.${suffix}`)));
+    if (stacked !== undefined) graph.deriveWeight(name, stacked);
+    return stacked !== undefined;
+  };
+  if (stack('weight') && (!options.biases || stack('bias'))) {
+    return linear(`${packedName}.weight`, output, options.biases ? `${packedName}.bias` : undefined);
+  }
+  const outputs = parts.map((part, index) => linear(`${part}.weight`, `${output}.part${index}`, options.biases ? `${part}.bias` : undefined));
+  return graph.node('Concat', outputs, output, { axis: -1 });
 }
 
 /**

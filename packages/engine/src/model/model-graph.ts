@@ -1,4 +1,4 @@
-import { DataType, embeddingNode, GraphBuilder, linearNode } from './graph-builder';
+import { DataType, embeddingNode, GraphBuilder, linearNode, packedLinearNode } from './graph-builder';
 import type { ModelConfig } from './model-config';
 import { hasOutputBias } from './model-weights';
 import { defaultAccuracyLevel } from './quantization';
@@ -154,6 +154,20 @@ export function buildSegmentGraph(
     graph.node('RMSNormalization', [input, graph.weight(weight)], output, { axis: -1, epsilon: { float: rmsNormEps } });
   const linear = (input: string, weight: string, output: string, bias?: string): string =>
     linearNode(graph, input, weight, output, { bias, accuracyLevel });
+  /**
+   * Projections of one input (q/k/v, gate/up) run as one packed GEMM (or MatMulNBits) and split back into their
+   * outputs: on the CPU a decode step is mostly per-operator overhead and weight reads, and this is one operator
+   * over one weight instead of several.
+   */
+  const splitProjection = (input: string, prefix: string, parts: readonly string[], outputs: readonly string[], biases: boolean): string[] => {
+    const weights = parts.map((part) => `${prefix}.${part}`);
+    const packed = packedLinearNode(graph, input, `${prefix}.${parts.map((part) => part.replace('_proj', '')).join('_')}_proj`, weights, `${outputs[0]}.packed`, {
+      biases,
+      accuracyLevel,
+    });
+    const sizes = weights.map((weight) => graph.weightTensor(`${weight}.weight`).shape[0]!);
+    return graph.nodeOutputs('Split', [packed, graph.int64Constant(`split.${sizes.join('_')}`, sizes)], [...outputs], { axis: -1 });
+  };
   // transformers' rotate_half: x·cos + [-x2, x1]·sin; the runner negates sin's first half, so swapping the halves
   // of x is all the graph does.
   const rope = (input: string, output: string): string => {
@@ -172,13 +186,9 @@ export function buildSegmentGraph(
     const { headsShape, kvHeadsShape, queryRowsShape, keyRowsShape, paddedRowsShape } = constants!;
     const prefix = `model.layers.${layer}`;
     const name = (suffix: string): string => `layers.${layer}.${suffix}`;
-    const bias = (projection: string): string | undefined =>
-      config.attentionBias ? `${prefix}.self_attn.${projection}.bias` : undefined;
 
     const normed = rmsNorm(hidden, `${prefix}.input_layernorm.weight`, name('input_norm'));
-    const query = linear(normed, `${prefix}.self_attn.q_proj.weight`, name('q'), bias('q_proj'));
-    const key = linear(normed, `${prefix}.self_attn.k_proj.weight`, name('k'), bias('k_proj'));
-    const value = linear(normed, `${prefix}.self_attn.v_proj.weight`, name('v'), bias('v_proj'));
+    const [query, key, value] = splitProjection(normed, `${prefix}.self_attn`, ['q_proj', 'k_proj', 'v_proj'], [name('q'), name('k'), name('v')], config.attentionBias) as [string, string, string];
 
     let queryHeads = graph.node('Reshape', [query, headsShape], name('q_heads'));
     let keyHeads = graph.node('Reshape', [key, kvHeadsShape], name('k_heads'));
@@ -236,8 +246,7 @@ export function buildSegmentGraph(
     const prefix = `model.layers.${layer}`;
     const name = (suffix: string): string => `layers.${layer}.${suffix}`;
     const mlpInput = rmsNorm(hidden, `${prefix}.post_attention_layernorm.weight`, name('post_attention_norm'));
-    const gate = linear(mlpInput, `${prefix}.mlp.gate_proj.weight`, name('gate'));
-    const up = linear(mlpInput, `${prefix}.mlp.up_proj.weight`, name('up'));
+    const [gate, up] = splitProjection(mlpInput, `${prefix}.mlp`, ['gate_proj', 'up_proj'], [name('gate'), name('up')], false) as [string, string];
     const activated = graph.node('Mul', [gate, graph.node('Sigmoid', [gate], name('gate_sigmoid'))], name('gate_silu'));
     const product = graph.node('Mul', [activated, up], name('gate_up'));
     return linear(product, `${prefix}.mlp.down_proj.weight`, name('down'));

@@ -1,5 +1,5 @@
 import { ModelInputError } from '../errors';
-import { bytesOf, DataType, embeddingNode, floatDataType, GraphBuilder, linearNode, microsoftDomain } from '../model/graph-builder';
+import { bytesOf, DataType, embeddingNode, floatDataType, GraphBuilder, linearNode, microsoftDomain, packedLinearNode } from '../model/graph-builder';
 import { toHalfPrecision } from '../model/half';
 import type { ModelConfig } from '../model/model-config';
 import { layerKinds } from '../model/model-graph';
@@ -8,7 +8,7 @@ import { blocksPerRow, bytesPerBlock, defaultAccuracyLevel } from '../model/quan
 import { ropeFrequencies, ropeType } from '../model/rope';
 import type { RopeFrequencies } from '../model/rope';
 import type { WeightFile } from '../model/weight-file';
-import { concatWeights, type ModelWeights, type WeightTensor } from '../model/weight-tensor';
+import type { ModelWeights } from '../model/weight-tensor';
 import { type PagedAttentionInputs, referencePagedAttention, type ReferencePrelude, referencePrelude } from './reference-attention';
 
 /** The element type of the GPU graph's weights, activations and KV pools. */
@@ -105,15 +105,7 @@ export function buildPagedGraph(config: ModelConfig, weights: ModelWeights, opti
   const dynamicRope = ropeType(config) === 'dynamic';
   const accuracyLevel = options.accuracyLevel ?? defaultAccuracyLevel;
 
-  // q/k/v and gate/up stacked by rows, read (and quantized or converted) only when the weight file is written.
-  const packed = new Map<string, WeightTensor>(weights);
-  const pack = (name: string, parts: readonly string[]): boolean => {
-    const tensors = parts.map((part) => weights.get(part));
-    const stacked = tensors.every((tensor) => tensor !== undefined) ? concatWeights(tensors as WeightTensor[]) : undefined;
-    if (stacked !== undefined) packed.set(name, stacked);
-    return stacked !== undefined;
-  };
-  const graph = new GraphBuilder(packed, options.weightFile);
+  const graph = new GraphBuilder(weights, options.weightFile);
   let weightBytes = 0;
   const counted = new Set<string>();
   const countWeight = (name: string): void => {
@@ -147,17 +139,9 @@ export function buildPagedGraph(config: ModelConfig, weights: ModelWeights, opti
     if (bias !== undefined) countWeight(bias);
     return linearNode(graph, input, weightName, output, { bias, accuracyLevel, elementType: dtype });
   };
-  /**
-   * One projection over the parts' output rows stacked (q/k/v, gate/up): a packed weight when the parts share a
-   * format, else one projection each and their outputs concatenated, which computes the same.
-   */
-  const packedLinear = (input: string, name: string, parts: readonly string[], output: string, biases?: readonly string[]): string => {
-    const biasName = biases === undefined ? undefined : `${name}.bias`;
-    if (biasName !== undefined) pack(biasName, biases!);
-    if (pack(`${name}.weight`, parts.map((part) => `${part}.weight`))) return linear(input, `${name}.weight`, output, biasName);
-    const outputs = parts.map((part, index) => linear(input, `${part}.weight`, `${output}.part${index}`, biases?.[index]));
-    return graph.node('Concat', outputs, output, { axis: -1 });
-  };
+  /** q/k/v or gate/up as one projection (see packedLinearNode). */
+  const packedLinear = (input: string, name: string, parts: readonly string[], output: string, biases = false): string =>
+    packedLinearNode(graph, input, name, parts, output, { biases, accuracyLevel, elementType: dtype, onWeight: countWeight });
 
   graph.input('input_ids', DataType.INT32, ['num_tokens']);
   graph.input('cumulative_sequence_length', DataType.INT32, ['batch_plus_one']);
@@ -207,8 +191,7 @@ export function buildPagedGraph(config: ModelConfig, weights: ModelWeights, opti
     const prefix = `model.layers.${layer}.self_attn`;
     const name = (suffix: string): string => `layers.${layer}.${suffix}`;
     const projections = ['q_proj', 'k_proj', 'v_proj'].map((projection) => `${prefix}.${projection}`);
-    const qkvBiases = config.attentionBias ? projections.map((projection) => `${projection}.bias`) : undefined;
-    const qkv = packedLinear(normed, `${prefix}.qkv_proj`, projections, name('qkv'), qkvBiases);
+    const qkv = packedLinear(normed, `${prefix}.qkv_proj`, projections, name('qkv'), config.attentionBias);
     const keyCache = pool(`key_cache.${layer}`);
     const valueCache = pool(`value_cache.${layer}`);
     // ONNX Runtime's window counts the query's own position, as transformers' sliding_window does.
