@@ -2,7 +2,7 @@ import type { TextTokenizer } from '@pagoda/engine';
 import { type LLM } from '@pagoda/engine';
 import { fixturePath } from '@pagoda/fixtures';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { integerOption, listOption, parseOptions, UsageError } from '../cli-args';
 import { exportModelGguf } from '../gguf/export-llama';
@@ -153,12 +153,23 @@ export async function compareMain(argv: readonly string[]): Promise<void> {
       // Warm-up: first runs pay for allocations and caches in both engines.
       await runPagoda(llm, prompts.slice(0, 1), 4);
       await generateGreedy(model, prompts.slice(0, 1), 4, { threads });
-      const rows: Array<{ streams: number; pagoda: EngineRun; llama_cpp: EngineRun; decode_ratio: number; output_ratio: number; mean_common_greedy_prefix: number }> = [];
+      const rows: Array<{
+        streams: number;
+        pagoda: EngineRun;
+        llama_cpp: EngineRun;
+        decode_ratio: number;
+        output_ratio: number;
+        mean_common_greedy_prefix: number;
+        load_average: { before: number; between: number; after: number };
+      }> = [];
       for (const count of streams) {
         // Different prompts per count would change little; a fresh slice from offset `count` keeps the prefix cache out.
         const batch = Array.from({ length: count }, (_, index) => prompts[(index + count) % prompts.length]!);
+        // The machine's 1-minute load average around each measurement: on a shared machine it says which rows to trust.
+        const before = loadavg()[0]!;
         console.log(`${count} stream(s): Pagoda...`);
         const { run: pagoda, tokens: pagodaTokens } = await runPagoda(llm, batch, outputLength);
+        const between = loadavg()[0]!;
         console.log(`${count} stream(s): llama.cpp...`);
         const timings = await generateGreedy(model, batch, outputLength, { threads });
         const llamaCpp = summarizeRun(count, timings.tokenTimes, timings.elapsedSeconds);
@@ -169,13 +180,15 @@ export async function compareMain(argv: readonly string[]): Promise<void> {
           decode_ratio: pagoda.decode_tokens_per_s / llamaCpp.decode_tokens_per_s,
           output_ratio: pagoda.output_tokens_per_s / llamaCpp.output_tokens_per_s,
           mean_common_greedy_prefix: meanCommonPrefix(pagodaTokens, timings.tokens),
+          load_average: { before, between, after: loadavg()[0]! },
         });
       }
       console.log(`\nDecode tokens/s, ${modelLabel}, ${inputLength} prompt + ${outputLength} output tokens per stream, ${threads} thread(s) each`);
-      console.log(`${'streams'.padStart(8)} ${'Pagoda'.padStart(10)} ${'llama.cpp'.padStart(10)} ${'ratio'.padStart(7)}   ${'TTFT ms (P / l)'.padStart(17)}`);
+      console.log(`${'streams'.padStart(8)} ${'Pagoda'.padStart(10)} ${'llama.cpp'.padStart(10)} ${'ratio'.padStart(7)}   ${'TTFT ms (P / l)'.padStart(17)}   load average`);
       for (const row of rows) {
+        const load = row.load_average;
         console.log(
-          `${String(row.streams).padStart(8)} ${row.pagoda.decode_tokens_per_s.toFixed(1).padStart(10)} ${row.llama_cpp.decode_tokens_per_s.toFixed(1).padStart(10)} ${row.decode_ratio.toFixed(2).padStart(7)}   ${`${row.pagoda.mean_ttft_ms.toFixed(0)} / ${row.llama_cpp.mean_ttft_ms.toFixed(0)}`.padStart(17)}`,
+          `${String(row.streams).padStart(8)} ${row.pagoda.decode_tokens_per_s.toFixed(1).padStart(10)} ${row.llama_cpp.decode_tokens_per_s.toFixed(1).padStart(10)} ${row.decode_ratio.toFixed(2).padStart(7)}   ${`${row.pagoda.mean_ttft_ms.toFixed(0)} / ${row.llama_cpp.mean_ttft_ms.toFixed(0)}`.padStart(17)}   ${load.before.toFixed(1)} / ${load.between.toFixed(1)} / ${load.after.toFixed(1)}`,
         );
       }
       const accuracy = values['skip-accuracy']
