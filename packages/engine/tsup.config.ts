@@ -7,14 +7,15 @@ export default defineConfig({
   // grammar worker only.
   entry: {
     index: 'src/index.ts',
-    test: 'src/test.ts',
+    // @pagoda/engine/test: GGUF writers and JSON oracles for other packages' tests and benchmarks.
+    'test/index': 'src/test/index.ts',
     'engine-core-worker': 'src/core/engine-core-worker.ts',
     'rank-worker': 'src/parallel/rank-worker.ts',
     'frontend-worker': 'src/frontend/frontend-worker.ts',
     'grammar-worker': 'src/structured-output/grammar-worker.ts',
   },
   format: ['esm'],
-  dts: { entry: { index: 'src/index.ts', test: 'src/test.ts' } },
+  dts: { entry: { index: 'src/index.ts', 'test/index': 'src/test/index.ts' } },
   sourcemap: true,
   clean: true,
   target: 'node20',

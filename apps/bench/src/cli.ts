@@ -8,7 +8,8 @@ Commands:
   latency            one batch, repeated: end-to-end latency (like vllm bench latency)
   sweep              serve over a list of request rates or concurrencies, with an SVG chart
   export-gguf        write a checkpoint folder (or dummy weights) as an F32 GGUF for llama.cpp
-  compare-llama-cpp  decode tokens/s of Pagoda and llama.cpp (node-llama-cpp) on the same weights
+  compare-llama-cpp  decode tokens/s of Pagoda and llama.cpp (node-llama-cpp) on the same weights, at F32, Q8_0 or Q4_0
+  memory             peak RSS of serving a dummy model (loading included) against what its weights and cache need
   gpu-check          the GPU runner's correctness and throughput on this machine's GPU, into a notes file`;
 
 /** Each command's module, loaded only when run: \`serve\` must not pay for ONNX Runtime or llama.cpp. */
@@ -36,6 +37,10 @@ const commands: Record<string, () => Promise<{ usage: string; main: (argv: reado
   'gpu-check': async () => {
     const module = await import('./gpu/gpu-check');
     return { usage: module.gpuCheckUsage, main: module.gpuCheckMain };
+  },
+  memory: async () => {
+    const module = await import('./memory/memory-command');
+    return { usage: module.memoryUsage, main: module.memoryMain };
   },
   'compare-llama-cpp': async () => {
     const module = await import('./llama-cpp/compare');

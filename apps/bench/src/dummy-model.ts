@@ -24,6 +24,28 @@ export const smolLm2Shape = {
   eos_token_id: 2,
 };
 
+/**
+ * Qwen3-0.6B's shape: hidden 1024, 28 layers, 16 heads of 128, 8 KV heads, intermediate 3072, vocab 151,936, tied
+ * embeddings (2.38 GB of float32 weights, 622 MB of them the embedding).
+ */
+export const qwen3Shape = {
+  architectures: ['Qwen3ForCausalLM'],
+  model_type: 'qwen3',
+  vocab_size: 151936,
+  hidden_size: 1024,
+  intermediate_size: 3072,
+  num_hidden_layers: 28,
+  num_attention_heads: 16,
+  num_key_value_heads: 8,
+  head_dim: 128,
+  max_position_embeddings: 40960,
+  rms_norm_eps: 1e-6,
+  rope_theta: 1000000,
+  tie_word_embeddings: true,
+  bos_token_id: 151643,
+  eos_token_id: 151645,
+};
+
 /** Writes a dummy checkpoint folder for `config` in a new temporary directory; returns its path. */
 export async function writeDummyModelDir(config: Record<string, unknown> = smolLm2Shape): Promise<string> {
   const directory = await mkdtemp(join(tmpdir(), 'pagoda-dummy-model-'));

@@ -99,6 +99,13 @@ describe('pagoda serve arguments', () => {
     expect(options.engine).toMatchObject({ reasoningParser: 'qwen3', structuredOutputsConfig: { disableAnyWhitespace: true } });
   });
 
+  it('takes a GGUF model with its tokenizer folder, and the quantization flags', () => {
+    const options = parseServeArgs(['--model', 'm.gguf', '--tokenizer', 'tok', '--quantization', 'int4', '--accuracy-level', '1'], {});
+    expect(options.model).toBe('m.gguf');
+    expect(options.engine).toEqual({ tokenizer: 'tok', quantization: 'int4', accuracyLevel: 1 });
+    expect(() => parseServeArgs(['--accuracy-level', 'high'], {})).toThrow(/--accuracy-level must be an integer, got "high"/);
+  });
+
   it('takes the API key from PAGODA_API_KEY', () => {
     expect(parseServeArgs([], { PAGODA_API_KEY: 'from-env' }).apiKey).toBe('from-env');
   });

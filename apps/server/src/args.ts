@@ -50,7 +50,9 @@ export const defaultModelDir = fixturePath('tiny-qwen2');
 export const usage = `Usage: pagoda serve [options]
 
 Serving
-  --model DIR                    Hugging Face checkpoint folder (default: the built-in tiny-qwen2)
+  --model DIR|FILE.gguf          Hugging Face checkpoint folder, or a GGUF file (default: the built-in tiny-qwen2)
+  --tokenizer DIR                the folder of tokenizer.json and generation_config.json (default: the model's;
+                                 required with a GGUF file)
   --host HOST                    address to listen on (default 127.0.0.1)
   --port PORT                    port to listen on (default 8000; 0 picks a free one)
   --served-model-name NAME       the model name clients use (default: the folder's name)
@@ -101,6 +103,8 @@ Engine (as vLLM's engine arguments)
   --generation-config auto|vllm  auto: sampling defaults from generation_config.json (default auto)
   --max-logprobs N               most logprobs a request may ask for (default 20)
   --load-format safetensors|dummy   dummy: seeded random weights from config.json alone (default safetensors)
+  --quantization int8|int4       weight-only quantization at load, as llama.cpp's Q8_0 / Q4_0 (MatMulNBits)
+  --accuracy-level N             MatMulNBits accuracy_level, 0-4 (default 4: int8 activations)
   --seed N                       seed of the dummy weights (default 0)
   --intra-op-num-threads N       ONNX Runtime threads (default: one per core)
   --scheduling-policy fcfs|priority   first come first served, or by each request's priority (default fcfs)
@@ -126,6 +130,7 @@ const integerFlags = [
   'long-prefill-token-threshold',
   'limit-concurrency',
   'tokenizer-pool-size',
+  'accuracy-level',
 ] as const;
 
 /** Flags that take a number of seconds (fractions allowed). */
@@ -228,6 +233,8 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
         'generation-config': { type: 'string' },
         'load-format': { type: 'string' },
         'scheduling-policy': { type: 'string' },
+        tokenizer: { type: 'string' },
+        quantization: { type: 'string' },
         ...Object.fromEntries([...integerFlags, ...secondsFlags].map((flag) => [flag, { type: 'string' as const }])),
       },
       strict: true,
@@ -305,6 +312,9 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
     throw new UsageError(`--tool-call-parser must be one of hermes, llama3_json, mistral, got ${JSON.stringify(toolCallParser)}`);
   }
   set('tokenizerPoolTimeoutMs', seconds['tokenizer-pool-timeout'] === undefined ? undefined : Math.ceil(seconds['tokenizer-pool-timeout'] * 1000));
+  set('tokenizer', string('tokenizer'));
+  set('quantization', string('quantization') as EngineOptions['quantization']);
+  set('accuracyLevel', numbers['accuracy-level'] as EngineOptions['accuracyLevel']);
   return {
     model: string('model') ?? defaultModelDir,
     host: string('host') ?? '127.0.0.1',

@@ -99,3 +99,43 @@ export class StructuredOutputError extends PagodaEngineError {
     this.param = `structured_outputs.${options.kind.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`)}`;
   }
 }
+
+/** Why a GGUF file could not be used; the `code` of a {@link GgufError}. */
+export type GgufErrorCode =
+  | 'gguf_file_unreadable'
+  | 'gguf_file_invalid'
+  | 'gguf_file_truncated'
+  | 'gguf_metadata_invalid'
+  | 'gguf_architecture_unsupported'
+  | 'gguf_tensor_missing'
+  | 'gguf_tensor_type_unsupported'
+  | 'gguf_tensor_shape';
+
+/**
+ * A GGUF file is unreadable, malformed, truncated, or holds a model or tensor type Pagoda does not run. `key` names
+ * the metadata key and `tensor` the tensor (its GGUF name) where the problem is.
+ */
+export class GgufError extends PagodaEngineError {
+  declare readonly code: GgufErrorCode;
+  readonly file: string;
+  readonly key: string | undefined;
+  readonly tensor: string | undefined;
+  readonly expectedShape: readonly number[] | undefined;
+  readonly actualShape: readonly number[] | undefined;
+
+  constructor(
+    code: GgufErrorCode,
+    file: string,
+    message: string,
+    options?: { key?: string; tensor?: string; expectedShape?: readonly number[]; actualShape?: readonly number[]; cause?: unknown },
+  ) {
+    const subject = options?.tensor !== undefined ? `${file}: tensor ${options.tensor}` : options?.key !== undefined ? `${file}: key ${options.key}` : file;
+    super(code, `${subject}: ${message}`, options);
+    this.name = 'GgufError';
+    this.file = file;
+    this.key = options?.key;
+    this.tensor = options?.tensor;
+    this.expectedShape = options?.expectedShape;
+    this.actualShape = options?.actualShape;
+  }
+}

@@ -2,7 +2,8 @@ import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { ExecutionProviderError } from './errors';
+import { ExecutionProviderError, PagodaEngineError } from './errors';
+import { ModelFiles, type WeightFile } from './model/weight-file';
 
 /** The ONNX Runtime execution providers the runner can be asked for. */
 export type ExecutionProvider = 'cpu' | 'webgpu' | 'cuda';
@@ -85,28 +86,40 @@ export interface SessionSettings {
   readonly intraOpNumThreads?: number;
   /** ONNX Runtime's session configuration entries (`session.*`), nested. */
   readonly extra?: Record<string, unknown>;
+  /**
+   * The folder the model and its weight file are written to, when several sessions share the weights; its owner
+   * removes it once they have started. Without it the session gets a folder of its own, removed once it started.
+   */
+  readonly files?: ModelFiles;
 }
 
 /**
  * A runner's session over a built graph, with full optimization and one inter-op thread; a provider other than the
- * CPU that fails to start is reported as {@link executionProviderFailure} says.
+ * CPU that fails to start is reported as {@link executionProviderFailure} says. The graph's weight file is written
+ * beside the model first (see WeightFile): ONNX Runtime maps it rather than copying weights out of JavaScript.
  */
 export async function startSession(
-  graph: { readonly model: Uint8Array; readonly externalData: { path: string; data: Uint8Array }[] },
+  graph: { readonly model: Uint8Array; readonly weights: WeightFile },
   executionProvider: ExecutionProvider,
   settings: SessionSettings = {},
 ): Promise<ort.InferenceSession> {
+  if (settings.files !== undefined && settings.files.weights !== graph.weights) {
+    throw new RangeError('the graph was built on another weight file than the one it is to be written with');
+  }
+  const files = settings.files ?? (await ModelFiles.create(graph.weights));
   try {
-    return await ort.InferenceSession.create(graph.model, {
+    const modelPath = await files.writeModel(graph.model);
+    return await ort.InferenceSession.create(modelPath, {
       executionProviders: [settings.provider ?? executionProvider],
       graphOptimizationLevel: 'all',
-      externalData: graph.externalData,
       ...(settings.intraOpNumThreads === undefined ? {} : { intraOpNumThreads: settings.intraOpNumThreads }),
       interOpNumThreads: 1,
       ...(settings.extra === undefined ? {} : { extra: settings.extra }),
     });
   } catch (error) {
-    if (executionProvider === 'cpu') throw error;
+    if (executionProvider === 'cpu' || !(error instanceof Error) || PagodaEngineError.isInstance(error)) throw error;
     throw executionProviderFailure(executionProvider, error);
+  } finally {
+    if (settings.files === undefined) await files.remove();
   }
 }

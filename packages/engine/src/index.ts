@@ -1,18 +1,19 @@
 export {
   CheckpointError,
   ExecutionProviderError,
+  GgufError,
   ModelConfigError,
   ModelInputError,
   PagodaEngineError,
   StructuredOutputError,
 } from './errors';
-export type { CheckpointErrorCode } from './errors';
+export type { CheckpointErrorCode, GgufErrorCode } from './errors';
 export { checkExecutionProvider, cudaProviderInstalled } from './execution-provider';
 export type { ExecutionProvider } from './execution-provider';
 export { loadModelConfig, parseModelConfig } from './model/model-config';
 export type { LayerType, ModelConfig, ModelFamily } from './model/model-config';
 export { buildModelGraph, buildSegmentGraph, fullModelSegment } from './model/model-graph';
-export type { GraphBlock, GraphSegment, ModelGraph } from './model/model-graph';
+export type { GraphBlock, GraphSegment, ModelGraph, ModelGraphOptions } from './model/model-graph';
 export { ModelRunner } from './cpu/model-runner';
 export {
   buildPagedGraph,
@@ -53,7 +54,15 @@ export { createParallelModelExecutor } from './parallel/parallel-executor';
 export type { ParallelModelExecutorOptions } from './parallel/parallel-executor';
 export type { LoadModelOptions, ModelRunnerOptions } from './cpu/model-runner';
 export type { LogitsRows, ModelRunnerOutput, ModelRunnerRequest } from './model-step';
-export { dummyWeights, expectedWeights, loadCheckpointWeights } from './model/model-weights';
+export {
+  dummyWeights,
+  expectedWeights,
+  loadCheckpointWeights,
+  plannedWeightBytes,
+  plannedWeightFormats,
+  quantizedFormatFor,
+  quantizeModelWeights,
+} from './model/model-weights';
 export type { LoadWeightsOptions } from './model/model-weights';
 export { weightLoadingProgressBar } from './progress-bar';
 export type { ProgressStream } from './progress-bar';
@@ -61,7 +70,34 @@ export { ropeFrequencies, supportedRopeTypes, writeRopeCosSin } from './model/ro
 export type { RopeFrequencies } from './model/rope';
 export { availableExecutionProviders, onnxRuntimeVersion } from './runtime';
 export { float16ToFloat32, readSafetensorsHeader, readSafetensorsIndex, readSafetensorsTensors } from './model/safetensors';
-export type { ModelWeights, SafetensorsEntry, WantedTensor, WeightTensor } from './model/safetensors';
+export type { SafetensorsEntry } from './model/safetensors';
+export { floatWeight, heldBytes, quantizedWeight, quantizeWeight } from './model/weight-tensor';
+export type {
+  FloatWeight,
+  ModelWeights,
+  QuantizedWeight,
+  RowRange,
+  WantedTensor,
+  WeightFormat,
+  WeightTensor,
+} from './model/weight-tensor';
+export {
+  blocksPerRow,
+  defaultAccuracyLevel,
+  dequantizeRows,
+  quantizableColumns,
+  quantizationBlockSize,
+  quantizeRows,
+} from './model/quantization';
+export type { Quantization, QuantizedBlocks, QuantizedFormat } from './model/quantization';
+export { ggufConversions, loadModelWeights } from './model/model-loader';
+export type { ModelWeightsOptions } from './model/model-loader';
+export { ggufTensorName, ggufWeights, isGgufPath, readGgufHeader } from './model/gguf';
+export type { GgufConversion, GgufHeader, GgufMetadataValue, GgufTensorInfo, GgufWeights } from './model/gguf';
+export { ggmlTypes } from './model/ggml-blocks';
+export type { GgmlTypeName } from './model/ggml-blocks';
+export { ModelFiles, WeightFile } from './model/weight-file';
+export type { WeightFileEntry } from './model/weight-file';
 export { loadTokenizer } from './tokenizer';
 export { bitmaskWords } from './structured-output/backend';
 export type { StructuredOutputBackend, StructuredOutputGrammar } from './structured-output/backend';
@@ -134,6 +170,7 @@ export type {
   RequestMetrics,
   RequestOutput,
   ResolvedEngineOptions,
+  StartupMemory,
 } from './core';
 // The types of the lower layers that the engine's API speaks, so the server needs only this package.
 export { RequestRejectedError, RequestStatus, SchedulerError } from '@pagoda/scheduler';

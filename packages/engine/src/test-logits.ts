@@ -68,3 +68,23 @@ export async function expectBatchedGreedyReference(
     expect(states[index]!.generated.slice(0, comparable)).toEqual(prompt.greedy.ids.slice(0, comparable));
   });
 }
+
+/**
+ * The logits a runner gives at each of a reference prompt's 24 greedy steps when fed the reference's own tokens
+ * (teacher forcing): the prompt's last row, then one row per greedy token but the last, from a second run over the
+ * cached prompt. Row `t` predicts greedy token `t`.
+ */
+export async function teacherForcedLogits(
+  runner: ModelExecutor,
+  prompt: Reference['prompts'][number],
+  allocate: (numTokens: number) => number[],
+): Promise<{ rows: Float32Array[]; vocabSize: number }> {
+  const blockTable = allocate(prompt.ids.length + prompt.greedy.ids.length);
+  const first = await runner.execute([{ tokenIds: prompt.ids, numComputedTokens: 0, blockTable }]);
+  const rest = await runner.execute([
+    { tokenIds: prompt.greedy.ids.slice(0, -1), numComputedTokens: prompt.ids.length, blockTable, logits: 'all' },
+  ]);
+  const rows = [logitsRow(first.logits, first.vocabSize, 0).slice()];
+  for (let step = 0; step < prompt.greedy.ids.length - 1; step += 1) rows.push(logitsRow(rest.logits, rest.vocabSize, step).slice());
+  return { rows, vocabSize: first.vocabSize };
+}

@@ -4,8 +4,7 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { llamaCppVocabulary, permuteForLlamaCppRope } from './export-llama';
-import { type GgufValue, ggufAlignment, writeGguf } from './gguf-writer';
+import { type GgufValue, ggufAlignment, llamaCppVocabulary, permuteRows, writeGguf } from '@pagoda/engine/test';
 
 let directory: string;
 beforeAll(async () => {
@@ -28,9 +27,10 @@ describe('writeGguf', () => {
     ]);
     const matrix = Float32Array.from({ length: 6 }, (_, index) => index + 0.5);
     const vector = Float32Array.from([1, 2, 3]);
+    const bytes32 = (values: Float32Array) => () => new Uint8Array(values.buffer);
     await writeGguf(file, metadata, [
-      { name: 'm', shape: [2, 3], data: matrix },
-      { name: 'v', shape: [3], data: vector },
+      { name: 'm', shape: [2, 3], type: 'F32', data: bytes32(matrix) },
+      { name: 'v', shape: [3], type: 'F32', data: bytes32(vector) },
     ]);
     const info = await readGgufFileInfo(file, { logWarnings: false });
     expect(info.version).toBe(3);
@@ -57,16 +57,16 @@ describe('writeGguf', () => {
   });
 });
 
-describe('permuteForLlamaCppRope', () => {
+describe('permuteRows', () => {
   it('interleaves the two rotate-half halves of each head', () => {
     // 2 heads of dimension 4, one column: HF rows per head are [a0 a1 | b0 b1]; llama.cpp wants [a0 b0 a1 b1]
     const rows = Float32Array.from([0, 1, 2, 3, 10, 11, 12, 13]);
-    expect([...permuteForLlamaCppRope(rows, 8, 1, 2)]).toEqual([0, 2, 1, 3, 10, 12, 11, 13]);
+    expect([...permuteRows(rows, 8, 1, 2)]).toEqual([0, 2, 1, 3, 10, 12, 11, 13]);
   });
 
   it('moves whole rows', () => {
     const rows = Float32Array.from([0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5]); // 4 rows of 2 columns, one head
-    expect([...permuteForLlamaCppRope(rows, 4, 2, 1)]).toEqual([0, 0.5, 2, 2.5, 1, 1.5, 3, 3.5]);
+    expect([...permuteRows(rows, 4, 2, 1)]).toEqual([0, 0.5, 2, 2.5, 1, 1.5, 3, 3.5]);
   });
 });
 

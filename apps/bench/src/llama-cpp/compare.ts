@@ -1,33 +1,52 @@
 import type { TextTokenizer } from '@pagoda/engine';
 import { type LLM } from '@pagoda/engine';
+import { fixturePath } from '@pagoda/fixtures';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { integerOption, listOption, parseOptions, UsageError } from '../cli-args';
-import { exportLlamaGguf } from '../gguf/export-llama';
+import { exportModelGguf } from '../gguf/export-llama';
 import { createBenchmarkLlm, engineOptionSpecs, parseEngineArgs, promptVocabulary } from '../offline/engine-args';
 import { machineInfo, saveJson } from '../results';
 import { randomDataset } from '../serve/datasets';
 import { decodeTokensPerSecond } from './decode-rate';
 import { generateGreedy, loadLlamaCpp } from './llama-cpp-runner';
+import { compareAccuracy, printAccuracy } from './compare-accuracy';
 
 export const compareUsage = `Usage: pagoda-bench compare-llama-cpp [options]
 
 Decode tokens/s of Pagoda (the LLM class) and llama.cpp (node-llama-cpp, CPU prebuilt binary) on the same weights
-and the same token-id prompts, at several numbers of concurrent streams, side by side with their ratio. The model
-is exported to an F32 GGUF first (dummy weights: the engine's own, same seed). Greedy, ignore_eos, one run each
-after a short warm-up. Decode tokens/s counts the tokens made after every stream had its first token, over the time
-from then to the last token (prefill left out); both engines get the same number of threads.
+and the same token-id prompts, at several numbers of concurrent streams, side by side with their ratio; then the
+accuracy of both against Pagoda's float32 run of the same weights. The model is exported to GGUF first (dummy
+weights: the engine's own, same seed) at the bits asked for: F32, or Q8_0 / Q4_0, which Pagoda runs as int8 / int4
+on the identical quantized values (its quantizer writes the very blocks ggml's reference quantizer does; Q4_0 keeps
+the embedding and head at Q8_0, as Pagoda's int4). Greedy, ignore_eos, one run each after a short warm-up. Decode
+tokens/s counts the tokens made after every stream had its first token, over the time from then to the last token
+(prefill left out); both engines get the same number of threads.
 
+Accuracy: teacher-forced on the tiny-llama fixture's prompts followed by its reference greedy tokens, the
+next-token distribution at each of the 24 greedy steps of each prompt, for this model and for the tiny-llama
+checkpoint itself: mean KL divergence from Pagoda float32 and top-1 agreement with it.
+
+  --quantization Q       f32 (default), q8_0 or q4_0
   --model DIR            a Llama checkpoint folder (default: the dummy SmolLM2-135M-shaped model)
   --load-format FORMAT   safetensors or dummy (default: dummy without --model)
   --streams LIST         concurrent streams (default 1,8,32)
   --input-len N          prompt tokens (default 32)
   --output-len N         tokens generated per stream (default 64)
   --threads N            threads for each engine: ONNX Runtime intra-op and llama.cpp (default: one per core)
+  --accuracy-level N     Pagoda's MatMulNBits accuracy_level (default the engine's)
+  --skip-accuracy        speed only
   --seed N               the prompts' seed (default 0)
   --output-json FILE     write the result as JSON
   --kv-cache-memory SIZE Pagoda's KV cache (default 1GiB)`;
+
+/** Each --quantization: the GGUF type llama.cpp runs and Pagoda's quantization of the same values. */
+const bitsOptions = {
+  f32: { ggufType: 'F32', pagoda: undefined },
+  q8_0: { ggufType: 'Q8_0', pagoda: 'int8' },
+  q4_0: { ggufType: 'Q4_0', pagoda: 'int4' },
+} as const;
 
 export interface EngineRun {
   readonly streams: number;
@@ -78,6 +97,9 @@ export async function compareMain(argv: readonly string[]): Promise<void> {
   const values = parseOptions(argv, {
     model: engineOptionSpecs.model,
     'load-format': engineOptionSpecs['load-format'],
+    quantization: { type: 'string', default: 'f32' },
+    'accuracy-level': { type: 'string' },
+    'skip-accuracy': { type: 'boolean', default: false },
     'kv-cache-memory': { type: 'string', default: '1GiB' },
     streams: { type: 'string', default: '1,8,32' },
     'input-len': { type: 'string', default: '32' },
@@ -93,21 +115,29 @@ export async function compareMain(argv: readonly string[]): Promise<void> {
   const threads = integerOption('threads', values.threads, 1) ?? cpus().length;
   const seed = integerOption('seed', values.seed, 0)!;
   const maxStreams = Math.max(...streams);
+  const bits = bitsOptions[values.quantization as keyof typeof bitsOptions];
+  if (bits === undefined) throw new UsageError(`--quantization must be f32, q8_0 or q4_0, got ${JSON.stringify(values.quantization)}`);
+  const accuracyLevel = integerOption('accuracy-level', values['accuracy-level'], 0);
 
   const loaded = await loadLlamaCpp();
   if ('error' in loaded) throw new Error(`node-llama-cpp cannot load its prebuilt CPU binary here: ${loaded.error}`);
   const engine = parseEngineArgs({
-    ...values,
+    model: values.model,
+    'load-format': values['load-format'],
+    'kv-cache-memory': values['kv-cache-memory'],
     'max-num-seqs': String(maxStreams),
     'max-model-len': String(inputLength + outputLength + 16),
     'intra-op-num-threads': String(threads),
+    quantization: bits.pagoda,
+    'accuracy-level': values['accuracy-level'],
   });
   const { llm, modelLabel, close } = await createBenchmarkLlm(engine);
   const directory = await mkdtemp(join(tmpdir(), 'pagoda-bench-gguf-'));
   try {
     const ggufFile = join(directory, 'model.gguf');
-    console.log(`exporting ${modelLabel} to GGUF (F32)...`);
-    await exportLlamaGguf(llm.context.modelDir, ggufFile, { weights: engine.options.loadFormat === 'dummy' ? 'dummy' : 'checkpoint', seed: llm.context.options.seed });
+    const weights = engine.options.loadFormat === 'dummy' ? ('dummy' as const) : ('checkpoint' as const);
+    console.log(`exporting ${modelLabel} to GGUF (${bits.ggufType})...`);
+    await exportModelGguf(llm.context.modelDir, ggufFile, { weights, seed: llm.context.options.seed, type: bits.ggufType });
     const model = await loaded.llama.loadModel({ modelPath: ggufFile, gpuLayers: 0 });
     const tokenizer: TextTokenizer = llm.tokenizer;
     const prompts = randomDataset({
@@ -123,12 +153,23 @@ export async function compareMain(argv: readonly string[]): Promise<void> {
       // Warm-up: first runs pay for allocations and caches in both engines.
       await runPagoda(llm, prompts.slice(0, 1), 4);
       await generateGreedy(model, prompts.slice(0, 1), 4, { threads });
-      const rows: Array<{ streams: number; pagoda: EngineRun; llama_cpp: EngineRun; decode_ratio: number; output_ratio: number; mean_common_greedy_prefix: number }> = [];
+      const rows: Array<{
+        streams: number;
+        pagoda: EngineRun;
+        llama_cpp: EngineRun;
+        decode_ratio: number;
+        output_ratio: number;
+        mean_common_greedy_prefix: number;
+        load_average: { before: number; between: number; after: number };
+      }> = [];
       for (const count of streams) {
         // Different prompts per count would change little; a fresh slice from offset `count` keeps the prefix cache out.
         const batch = Array.from({ length: count }, (_, index) => prompts[(index + count) % prompts.length]!);
+        // The machine's 1-minute load average around each measurement: on a shared machine it says which rows to trust.
+        const before = loadavg()[0]!;
         console.log(`${count} stream(s): Pagoda...`);
         const { run: pagoda, tokens: pagodaTokens } = await runPagoda(llm, batch, outputLength);
+        const between = loadavg()[0]!;
         console.log(`${count} stream(s): llama.cpp...`);
         const timings = await generateGreedy(model, batch, outputLength, { threads });
         const llamaCpp = summarizeRun(count, timings.tokenTimes, timings.elapsedSeconds);
@@ -139,18 +180,34 @@ export async function compareMain(argv: readonly string[]): Promise<void> {
           decode_ratio: pagoda.decode_tokens_per_s / llamaCpp.decode_tokens_per_s,
           output_ratio: pagoda.output_tokens_per_s / llamaCpp.output_tokens_per_s,
           mean_common_greedy_prefix: meanCommonPrefix(pagodaTokens, timings.tokens),
+          load_average: { before, between, after: loadavg()[0]! },
         });
       }
       console.log(`\nDecode tokens/s, ${modelLabel}, ${inputLength} prompt + ${outputLength} output tokens per stream, ${threads} thread(s) each`);
-      console.log(`${'streams'.padStart(8)} ${'Pagoda'.padStart(10)} ${'llama.cpp'.padStart(10)} ${'ratio'.padStart(7)}   ${'TTFT ms (P / l)'.padStart(17)}`);
+      console.log(`${'streams'.padStart(8)} ${'Pagoda'.padStart(10)} ${'llama.cpp'.padStart(10)} ${'ratio'.padStart(7)}   ${'TTFT ms (P / l)'.padStart(17)}   load average`);
       for (const row of rows) {
+        const load = row.load_average;
         console.log(
-          `${String(row.streams).padStart(8)} ${row.pagoda.decode_tokens_per_s.toFixed(1).padStart(10)} ${row.llama_cpp.decode_tokens_per_s.toFixed(1).padStart(10)} ${row.decode_ratio.toFixed(2).padStart(7)}   ${`${row.pagoda.mean_ttft_ms.toFixed(0)} / ${row.llama_cpp.mean_ttft_ms.toFixed(0)}`.padStart(17)}`,
+          `${String(row.streams).padStart(8)} ${row.pagoda.decode_tokens_per_s.toFixed(1).padStart(10)} ${row.llama_cpp.decode_tokens_per_s.toFixed(1).padStart(10)} ${row.decode_ratio.toFixed(2).padStart(7)}   ${`${row.pagoda.mean_ttft_ms.toFixed(0)} / ${row.llama_cpp.mean_ttft_ms.toFixed(0)}`.padStart(17)}   ${load.before.toFixed(1)} / ${load.between.toFixed(1)} / ${load.after.toFixed(1)}`,
         );
       }
+      const accuracy = values['skip-accuracy']
+        ? undefined
+        : await compareAccuracy({
+            llama: loaded.llama,
+            models: [
+              { label: modelLabel, modelDir: llm.context.modelDir, weights, seed: llm.context.options.seed },
+              ...(values.model === undefined ? [{ label: 'tiny-llama checkpoint', modelDir: fixturePath('tiny-llama'), weights: 'checkpoint' as const, seed: 0 }] : []),
+            ],
+            bits,
+            accuracyLevel,
+            threads,
+            directory,
+          });
       const result = {
         benchmark: 'compare-llama-cpp',
         model: modelLabel,
+        quantization: { llama_cpp: bits.ggufType, pagoda: bits.pagoda ?? 'float32', accuracy_level: llm.context.options.accuracyLevel },
         weights: engine.options.loadFormat,
         input_len: inputLength,
         output_len: outputLength,
@@ -159,7 +216,9 @@ export async function compareMain(argv: readonly string[]): Promise<void> {
         machine: machineInfo(),
         note: 'one run per engine and stream count; ratio = Pagoda / llama.cpp; mean_common_greedy_prefix: leading greedy tokens both engines agree on (out of output_len), a check that they run the same weights',
         rows,
+        accuracy,
       };
+      if (accuracy !== undefined) printAccuracy(accuracy, bits.ggufType);
       console.log(JSON.stringify(result, null, 2));
       if (values['output-json'] !== undefined) {
         await saveJson(values['output-json'], result);

@@ -1,13 +1,13 @@
-// The tiny-llama fixture exported as GGUF and run greedily by llama.cpp must follow transformers' reference, by the
-// fixture README's rule for a looser oracle: tokens equal up to the first step whose reference margin is under 0.01,
-// and at that step a token among the reference's top two. Pagoda is held to the same rule on the same prompts.
+// The fixtures exported as GGUF and run greedily by llama.cpp must follow transformers' reference, by the fixture
+// README's rule for a looser oracle: tokens equal up to the first step whose reference margin is under 0.01, and at
+// that step a token among the reference's top two. Pagoda is held to the same rule on the same prompts.
 import { LLM } from '@pagoda/engine';
-import { fixturePath, readFixtureJson } from '@pagoda/fixtures';
+import { type CheckpointName, fixturePath, readFixtureJson } from '@pagoda/fixtures';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { exportLlamaGguf } from '../gguf/export-llama';
+import { exportModelGguf } from '../gguf/export-llama';
 import { generateGreedy, loadLlamaCpp } from './llama-cpp-runner';
 
 interface Reference {
@@ -16,6 +16,9 @@ interface Reference {
 
 const reference = readFixtureJson('tiny-llama/reference.json') as Reference;
 const steps = 24;
+const references = Object.fromEntries(
+  (['tiny-llama', 'tiny-qwen2', 'tiny-qwen3'] as const).map((name) => [name, readFixtureJson(`${name}/reference.json`) as Reference]),
+) as Record<CheckpointName, Reference>;
 
 /** Where the rule stops comparing: the first step with a margin under 0.01, or the end. */
 function comparedSteps(prompt: Reference['prompts'][number]): number {
@@ -23,8 +26,8 @@ function comparedSteps(prompt: Reference['prompts'][number]): number {
   return close === -1 ? steps : close;
 }
 
-function expectFollowsReference(tokens: readonly (readonly number[])[]): void {
-  reference.prompts.forEach((prompt, index) => {
+function expectFollowsReference(tokens: readonly (readonly number[])[], expected: Reference = reference): void {
+  expected.prompts.forEach((prompt, index) => {
     const until = comparedSteps(prompt);
     expect(tokens[index]!.slice(0, until), `prompt ${index}: steps before ${until}`).toEqual(prompt.greedy.ids.slice(0, until));
     if (until < steps) expect(prompt.greedy.steps[until]!.top2.ids, `prompt ${index}: step ${until}`).toContain(tokens[index]![until]);
@@ -44,22 +47,24 @@ describe('tiny-llama greedy decoding against the transformers reference', () => 
     expect(reference.prompts.map(comparedSteps)).toContain(7);
   });
 
-  it.skipIf('error' in loaded)('llama.cpp (node-llama-cpp) on the exported GGUF follows the reference', async () => {
+  // Llama's SentencePiece vocabulary and permuted q/k rows; Qwen's byte-level BPE one, biases (qwen2), q/k norms and
+  // a tied head without output.weight (qwen3).
+  it.skipIf('error' in loaded).each(['tiny-llama', 'tiny-qwen2', 'tiny-qwen3'] as const)('llama.cpp (node-llama-cpp) on %s exported as GGUF follows the reference', async (name) => {
     if ('error' in loaded) return;
-    directory = await mkdtemp(join(tmpdir(), 'pagoda-bench-cross-check-'));
-    const file = join(directory, 'tiny-llama.gguf');
-    await exportLlamaGguf(fixturePath('tiny-llama'), file, { weights: 'checkpoint', name: 'tiny-llama' });
+    directory ??= await mkdtemp(join(tmpdir(), 'pagoda-bench-cross-check-'));
+    const file = join(directory, `${name}.gguf`);
+    await exportModelGguf(fixturePath(name), file, { weights: 'checkpoint', name });
     const model = await loaded.llama.loadModel({ modelPath: file, gpuLayers: 0 });
     try {
       const { tokens } = await generateGreedy(
         model,
-        reference.prompts.map((prompt) => prompt.ids),
+        references[name].prompts.map((prompt) => prompt.ids),
         steps,
         // one thread: llama.cpp's spinning worker threads crawl on a shared, oversubscribed machine
         { threads: 1 },
       );
       expect(tokens.map((stream) => stream.length)).toEqual([steps, steps, steps]);
-      expectFollowsReference(tokens);
+      expectFollowsReference(tokens, references[name]);
     } finally {
       await model.dispose();
     }

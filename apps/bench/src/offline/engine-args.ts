@@ -14,6 +14,8 @@ export const engineOptionSpecs = {
   'max-num-batched-tokens': { type: 'string' },
   'kv-cache-memory': { type: 'string' },
   'intra-op-num-threads': { type: 'string' },
+  quantization: { type: 'string' },
+  'accuracy-level': { type: 'string' },
   'no-enable-prefix-caching': { type: 'boolean', default: false },
 } as const;
 
@@ -23,6 +25,8 @@ export const engineOptionsUsage = `Engine
   --max-model-len N               --max-num-seqs N              --max-num-batched-tokens N
   --kv-cache-memory SIZE          e.g. 2GiB (default: the engine's)
   --intra-op-num-threads N        ONNX Runtime threads (default: one per core)
+  --quantization int8|int4        weight-only quantization at load (MatMulNBits)
+  --accuracy-level N              MatMulNBits accuracy_level (default the engine's, 4)
   --no-enable-prefix-caching      turn automatic prefix caching off`;
 
 export interface EngineArgs {
@@ -39,8 +43,12 @@ export function parseEngineArgs(values: {
   'max-num-batched-tokens'?: string | undefined;
   'kv-cache-memory'?: string | undefined;
   'intra-op-num-threads'?: string | undefined;
+  quantization?: string | undefined;
+  'accuracy-level'?: string | undefined;
   'no-enable-prefix-caching'?: boolean | undefined;
 }): EngineArgs {
+  const quantization = values.quantization;
+  if (quantization !== undefined && quantization !== 'int8' && quantization !== 'int4') throw new UsageError(`--quantization must be int8 or int4, got ${JSON.stringify(quantization)}`);
   const loadFormat = values['load-format'] ?? (values.model === undefined ? 'dummy' : 'safetensors');
   if (loadFormat !== 'dummy' && loadFormat !== 'safetensors') throw new UsageError(`--load-format must be dummy or safetensors, got ${JSON.stringify(loadFormat)}`);
   if (values.model === undefined && loadFormat !== 'dummy') throw new UsageError('the default dummy model has no weights: pass --model DIR or --load-format dummy');
@@ -51,6 +59,8 @@ export function parseEngineArgs(values: {
     maxNumBatchedTokens: integerOption('max-num-batched-tokens', values['max-num-batched-tokens'], 1),
     kvCacheMemory: values['kv-cache-memory'],
     intraOpNumThreads: integerOption('intra-op-num-threads', values['intra-op-num-threads'], 1),
+    quantization,
+    accuracyLevel: integerOption('accuracy-level', values['accuracy-level'], 0) as EngineOptions['accuracyLevel'],
     enablePrefixCaching: !values['no-enable-prefix-caching'],
   };
   return { model: values.model, options: Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) as EngineOptions };

@@ -19,6 +19,7 @@ import {
 import { OutputProcessor } from './output-processor';
 import type { EngineStats, RequestOutput } from './request-output';
 import type { EngineWorkerData, FromWorkerMessage, SerializedError, ToWorkerMessage } from './worker-protocol';
+import type { StartupMemory } from './process-memory';
 
 /** The engine core died (its thread crashed or exited); nothing more will be served. */
 export class EngineDeadError extends PagodaEngineError {
@@ -91,6 +92,8 @@ export class AsyncLLM {
     initialStats: SchedulerStats,
     /** What setting up the engine core found (on a GPU: the memory plan and the KV pool self-check). */
     readonly startupLog: readonly string[] = [],
+    /** The process's memory around start-up beside what the model needs. */
+    readonly startupMemory: StartupMemory | undefined = undefined,
   ) {
     this.processor = new OutputProcessor(context.tokenizer);
     this.latestStats = initialStats;
@@ -152,7 +155,7 @@ export class AsyncLLM {
       throw error;
     });
     const planned = { ...context, options: { ...context.options, kvCache: ready.kvCache } };
-    return new AsyncLLM(planned, worker, frontend, ready.stats, ready.startupLog);
+    return new AsyncLLM(planned, worker, frontend, ready.stats, ready.startupLog, ready.startupMemory);
   }
 
   get tokenizer() {

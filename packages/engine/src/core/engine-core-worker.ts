@@ -53,7 +53,7 @@ async function main(): Promise<void> {
   core = await createEngineCore({ modelDir: data.modelDir, options: data.options });
   // A grammar that fails to compile ends its request between steps: the frontend hears of it at once.
   core.requestErrorListener = ({ requestId, error }) => post({ type: 'request-error', requestId, error: serializeError(error) });
-  post({ type: 'ready', stats: core.makeStats(), kvCache: core.kvCache, startupLog: core.startupLog });
+  post({ type: 'ready', stats: core.makeStats(), kvCache: core.kvCache, startupLog: core.startupLog, startupMemory: core.startupMemory });
   while (!shuttingDown) {
     if (injectedFault !== undefined) throw new Error(injectedFault);
     if (!core.hasUnfinishedRequests()) {

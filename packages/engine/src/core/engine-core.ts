@@ -8,6 +8,7 @@ import {
   StructuredOutputManager,
   type StructuredOutputManagerOptions,
 } from '../structured-output/structured-output-manager';
+import type { StartupMemory } from './process-memory';
 
 /** What the engine core needs from a model runner: one batched step, and a way to let go of it. */
 export interface ModelExecutor {
@@ -85,6 +86,8 @@ export interface EngineCoreOptions {
    * tokenizer info from. Without it, a request with `structuredOutputs` is refused.
    */
   readonly structuredOutputs?: Omit<StructuredOutputManagerOptions, 'onReady' | 'onError'>;
+  /** The process's memory around start-up beside what the model needs (see StartupMemory). */
+  readonly startupMemory?: StartupMemory;
 }
 
 /** A request the core ended on its own, after accepting it: its grammar did not compile. */
@@ -135,6 +138,7 @@ export class EngineCore {
   requestErrorListener: ((error: EngineCoreRequestError) => void) | undefined = undefined;
   private readonly requestErrors: EngineCoreRequestError[] = [];
   private wakeIdle: (() => void) | undefined = undefined;
+  readonly startupMemory: StartupMemory | undefined;
 
   constructor(
     readonly scheduler: Scheduler,
@@ -163,6 +167,7 @@ export class EngineCore {
               this.wake();
             },
           });
+    this.startupMemory = options.startupMemory;
   }
 
   /**

@@ -56,3 +56,42 @@ describe('resolveEngineOptions: tensor and pipeline parallel sizes', () => {
     expect(blocks({ tensorParallelSize: 4 })).toBe(Math.floor(single / 2));
   });
 });
+
+describe('resolveEngineOptions: quantization', () => {
+  it('takes int8 and int4 with an accuracy_level in [0, 4], and refuses anything else naming the parameter', async () => {
+    const model = await loadModelConfig(fixturePath('tiny-llama'));
+    const resolved = resolveEngineOptions({ kvCacheMemory: '16MiB', quantization: 'int4' }, model);
+    expect(resolved).toMatchObject({ quantization: 'int4', accuracyLevel: 4 });
+    expect(resolveEngineOptions({ kvCacheMemory: '16MiB' }, model).quantization).toBeUndefined();
+    const bad = (options: EngineOptions): EngineOptionsError => {
+      try {
+        resolveEngineOptions({ kvCacheMemory: '16MiB', ...options }, model);
+      } catch (error) {
+        return error as EngineOptionsError;
+      }
+      throw new Error('expected an EngineOptionsError');
+    };
+    expect(bad({ quantization: 'int3' as never }).param).toBe('quantization');
+    expect(bad({ quantization: 'int8', accuracyLevel: 5 as never }).param).toBe('accuracy_level');
+  });
+
+  it("refuses a tensor-parallel layout that would cut a quantized row-parallel weight inside a block, saying which and why", async () => {
+    // tiny-qwen2: 4 heads × head_dim 8 = 32 input columns of o_proj, one block; tp 2 would give each rank half of it.
+    const qwen2 = await loadModelConfig(fixturePath('tiny-qwen2'));
+    expect(() => resolveEngineOptions({ kvCacheMemory: '16MiB', tensorParallelSize: 2 }, qwen2)).not.toThrow();
+    let error: EngineOptionsError | undefined;
+    try {
+      resolveEngineOptions({ kvCacheMemory: '16MiB', tensorParallelSize: 2, quantization: 'int8' }, qwen2);
+    } catch (caught) {
+      error = caught as EngineOptionsError;
+    }
+    expect(error).toBeInstanceOf(EngineOptionsError);
+    expect(error!.param).toBe('tensor_parallel_size');
+    expect(error!.message).toContain('model.layers.0.self_attn.o_proj.weight, stored as q8_0, at [0, 16)');
+    expect(error!.message).toContain('32-element quantization blocks');
+    // tiny-llama's down_proj rows (176) are not whole blocks, so it stays float32 and its shards may fall anywhere.
+    const llama = await loadModelConfig(fixturePath('tiny-llama'));
+    expect(resolveEngineOptions({ kvCacheMemory: '16MiB', tensorParallelSize: 2, quantization: 'int4' }, llama).tensorParallelSize).toBe(2);
+    expect(() => resolveEngineOptions({ kvCacheMemory: '16MiB', tensorParallelSize: 4, quantization: 'int4' }, llama)).toThrow(/o_proj\.weight, stored as q4_0/);
+  });
+});

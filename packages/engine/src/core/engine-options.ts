@@ -2,12 +2,16 @@ import { formatBytes, parseMemorySize, planKvCache, type KvCachePlan } from '@pa
 import { PartitionError, validateParallelConfig } from '@pagoda/parallel';
 import { freemem } from 'node:os';
 import { PagodaEngineError } from '../errors';
+import { defaultAccuracyLevel } from '../model/quantization';
 import { checkExecutionProvider, type ExecutionProvider } from '../execution-provider';
 import type { ModelConfig } from '../model/model-config';
+import { plannedWeightFormats } from '../model/model-weights';
+import type { Quantization } from '../model/quantization';
+import type { WeightFormat } from '../model/weight-tensor';
 import { defaultGpuBlockSize, type GpuProbe, nvidiaSmiProbe, pagedBlockSizeProblem, selectDevice } from '../paged/gpu-device';
 import { metadataEntriesFor } from '../paged/paged-batch';
 import { onnxRuntimeVersion } from '../runtime';
-import { modelShape } from '../parallel/rank-weights';
+import { modelShape, quantizedShardProblem } from '../parallel/rank-weights';
 import { type ReasoningMarkers, type ReasoningParserName, reasoningParsers } from '../structured-output/reasoning';
 
 /** Deployment settings, named as vLLM's engine arguments in camelCase. Every one is optional. */
@@ -91,6 +95,22 @@ export interface EngineOptions {
     /** JSON without free whitespace between its elements, so a model cannot pad it forever (default false). */
     disableAnyWhitespace?: boolean;
   };
+  /**
+   * Weight-only quantization of the float weights, as they load: `int8` (llama.cpp's Q8_0: blocks of 32 along the
+   * input dimension, one float16-exact scale each) or `int4` (Q4_0 for the projections, Q8_0 for the embedding and
+   * the output head), run by ONNX Runtime's `MatMulNBits`. A GGUF model's quantized tensors load as they are stored.
+   */
+  quantization?: Quantization;
+  /**
+   * MatMulNBits' `accuracy_level` for quantized weights: 4 (default) quantizes activations to int8 per block, as
+   * llama.cpp's CPU kernels do; 1 computes in float32. See the engine README for the measurement behind the default.
+   */
+  accuracyLevel?: 0 | 1 | 2 | 3 | 4;
+  /**
+   * The Hugging Face folder the tokenizer (tokenizer.json, tokenizer_config.json) and generation_config.json come
+   * from; by default the model's own folder. Required for a GGUF model, as vLLM requires `--tokenizer` for GGUF.
+   */
+  tokenizer?: string;
 }
 
 /** An engine option out of range; `param` is the option's name as the CLI and vLLM spell it. */
@@ -130,6 +150,9 @@ export interface ResolvedEngineOptions {
   /** The reasoning parser's marker ids in this model's vocabulary; filled in with the tokenizer (`loadModelContext`). */
   reasoningMarkers: ReasoningMarkers | undefined;
   structuredOutputsConfig: { disableAnyWhitespace: boolean };
+  quantization: Quantization | undefined;
+  accuracyLevel: number;
+  tokenizer: string | undefined;
   /**
    * The KV cache's plan. On a GPU without kvCacheMemory it is made when the engine core starts (from a profiling
    * run) and is undefined until then; LLM and AsyncLLM fill it in once they are ready.
@@ -139,12 +162,14 @@ export interface ResolvedEngineOptions {
 
 /**
  * Validates the options against the model and plans the KV cache; every error names the option. On CUDA without a
- * block size, `probe` (default nvidia-smi) tells the device's compute capability.
+ * block size, `probe` (default nvidia-smi) tells the device's compute capability. `storedFormats` are the formats a
+ * GGUF model's tensors load in (quantized ones keep theirs), by Hugging Face name.
  */
 export function resolveEngineOptions(
   options: EngineOptions,
   model: ModelConfig,
   probe: () => GpuProbe = () => nvidiaSmiProbe(),
+  storedFormats?: ReadonlyMap<string, WeightFormat>,
 ): ResolvedEngineOptions {
   const positiveInteger = (param: string, value: number | undefined, fallback: number): number => {
     const resolved = value ?? fallback;
@@ -197,6 +222,14 @@ export function resolveEngineOptions(
     if (!PartitionError.isInstance(error)) throw error;
     throw new EngineOptionsError(error.param ?? 'tensor_parallel_size', error.message);
   }
+  const quantization = options.quantization === undefined ? undefined : oneOf('quantization', options.quantization, ['int8', 'int4'] as const);
+  const accuracyLevel = options.accuracyLevel ?? defaultAccuracyLevel;
+  if (!Number.isInteger(accuracyLevel) || accuracyLevel < 0 || accuracyLevel > 4) {
+    throw new EngineOptionsError('accuracy_level', `accuracy_level must be an integer in [0, 4], got ${JSON.stringify(options.accuracyLevel)}`);
+  }
+  const formats = plannedWeightFormats(model, quantization, storedFormats);
+  const shardProblem = quantizedShardProblem(model, tensorParallelSize, (name) => formats.get(name) ?? 'float32');
+  if (shardProblem !== undefined) throw new EngineOptionsError('tensor_parallel_size', shardProblem);
   if (device !== 'cpu' && maxNumSeqs > 256 && metadataEntriesFor(onnxRuntimeVersion()) === 2) {
     // ONNX Runtime's own source records that PagedAttention before 1.30 computed wrong key offsets past 256 sequences.
     throw new EngineOptionsError(
@@ -299,6 +332,9 @@ export function resolveEngineOptions(
     reasoningParser,
     reasoningMarkers: undefined,
     structuredOutputsConfig: { disableAnyWhitespace },
+    quantization,
+    accuracyLevel,
+    tokenizer: options.tokenizer,
     kvCache,
   };
 }

@@ -6,6 +6,9 @@ import { PagodaEngineError } from '../errors';
 import { type GenerationConfig, loadGenerationConfig } from '../frontend/generation-config';
 import { type ChatMessage, type ChatTemplateOptions, TextTokenizer } from '../frontend/text-tokenizer';
 import { loadModelConfig, type ModelConfig } from '../model/model-config';
+import { isGgufPath } from '../model/gguf';
+import { ggufConversions, storedWeightFormats } from '../model/model-loader';
+import { plannedWeightBytes, plannedWeightFormats } from '../model/model-weights';
 import { type LoadModelOptions, ModelRunner } from '../cpu/model-runner';
 import { nvidiaSmiProbe } from '../paged/gpu-device';
 import { createPagedRunner } from '../paged/paged-setup';
@@ -13,10 +16,12 @@ import { createParallelModelExecutor } from '../parallel/parallel-executor';
 import { EngineCore, type ModelExecutor } from './engine-core';
 import { type EngineOptions, EngineOptionsError, resolveEngineOptions, type ResolvedEngineOptions } from './engine-options';
 import { type ReasoningMarkers, reasoningParsers } from '../structured-output/reasoning';
+import { memoryLogLine, processMemory } from './process-memory';
 import type { FrontendRequest } from './output-processor';
 
 /** What the frontend knows of the model: enough to tokenize, validate and detokenize without the core. */
 export interface ModelContext {
+  /** The model: a checkpoint folder, or a GGUF file. */
   readonly modelDir: string;
   readonly modelConfig: ModelConfig;
   readonly tokenizer: TextTokenizer;
@@ -37,14 +42,25 @@ export type PromptInput =
   | { promptTokenIds: readonly number[] }
   | { prompt: string; promptTokenIds: readonly number[] };
 
+/**
+ * The model's config (config.json, or a GGUF file's metadata), tokenizer and generation config (from the model's
+ * folder, or the `tokenizer` option's), and the options resolved against them.
+ */
 export async function loadModelContext(model: string, engineOptions: EngineOptions = {}): Promise<ModelContext> {
   const modelDir = resolve(model);
+  const tokenizerDir = engineOptions.tokenizer !== undefined ? resolve(engineOptions.tokenizer) : isGgufPath(modelDir) ? undefined : modelDir;
+  if (tokenizerDir === undefined) {
+    throw new EngineOptionsError(
+      'tokenizer',
+      `${modelDir} is a GGUF file, which Pagoda takes the tokenizer for from a Hugging Face folder (tokenizer.json): give it as --tokenizer DIR (the tokenizer option), as vLLM asks for GGUF models`,
+    );
+  }
   const [modelConfig, tokenizer, generationConfig] = await Promise.all([
     loadModelConfig(modelDir),
-    TextTokenizer.load(modelDir),
-    loadGenerationConfig(modelDir),
+    TextTokenizer.load(tokenizerDir),
+    loadGenerationConfig(tokenizerDir),
   ]);
-  const options = resolveEngineOptions(engineOptions, modelConfig);
+  const options = resolveEngineOptions(engineOptions, modelConfig, undefined, await storedWeightFormats(modelDir, modelConfig));
   options.reasoningMarkers = resolveReasoningMarkers(options, tokenizer);
   const eosTokenIds = [...new Set([...modelConfig.eosTokenIds, ...generationConfig.eosTokenIds, ...(tokenizer.eosTokenId === undefined ? [] : [tokenizer.eosTokenId])])];
   return { modelDir, modelConfig, tokenizer, generationConfig, options, eosTokenIds };
@@ -70,14 +86,29 @@ export async function createEngineCore(
   loadOptions: Pick<LoadModelOptions, 'onProgress'> = {},
 ): Promise<EngineCore> {
   const { options } = context;
+  const memoryBefore = processMemory();
+  const config = await loadModelConfig(context.modelDir);
   const threads = options.intraOpNumThreads === undefined ? {} : { intraOpNumThreads: options.intraOpNumThreads };
+  const weightOptions = {
+    loadFormat: options.loadFormat,
+    seed: options.seed,
+    accuracyLevel: options.accuracyLevel,
+    ...(options.quantization === undefined ? {} : { quantization: options.quantization }),
+  };
   let executor: ModelExecutor;
   let kvCache = options.kvCache;
-  let startupLog: readonly string[] = [];
+  const startupLog: string[] = [];
+  if (isGgufPath(context.modelDir)) {
+    for (const conversion of await ggufConversions(context.modelDir, config)) {
+      startupLog.push(
+        `warning: ${conversion.tensor} is ${conversion.stored}, which MatMulNBits has no layout for: dequantized and re-quantized to ${conversion.loaded.toUpperCase()}`,
+      );
+    }
+  }
   if (options.device !== 'cpu' || options.modelRunner === 'paged-reference') {
     const setup = await createPagedRunner({
       modelDir: context.modelDir,
-      config: await loadModelConfig(context.modelDir),
+      config,
       device: options.device,
       dtype: options.dtype,
       blockSize: options.blockSize,
@@ -86,15 +117,14 @@ export async function createEngineCore(
       maxNumBatchedTokens: options.maxNumBatchedTokens,
       gpuMemoryUtilization: options.gpuMemoryUtilization,
       kvCache,
-      loadFormat: options.loadFormat,
-      seed: options.seed,
+      ...weightOptions,
       probe: () => nvidiaSmiProbe(),
       ...threads,
       ...loadOptions,
     });
     executor = setup.runner;
     kvCache = setup.kvCache;
-    startupLog = setup.log;
+    startupLog.push(...setup.log);
   } else if (kvCache === undefined) {
     throw new PagodaEngineError('invalid_engine_option', 'the CPU runner needs a planned KV cache');
   } else if (options.tensorParallelSize * options.pipelineParallelSize === 1) {
@@ -103,26 +133,39 @@ export async function createEngineCore(
       numBlocks: kvCache.numBlocks,
       blockSize: options.blockSize,
       executionProvider: options.device,
-      loadFormat: options.loadFormat,
-      seed: options.seed,
+      ...weightOptions,
       ...threads,
       ...loadOptions,
     });
   } else {
     executor = await createParallelModelExecutor({
       modelDir: context.modelDir,
-      modelConfig: await loadModelConfig(context.modelDir),
+      modelConfig: config,
       tensorParallelSize: options.tensorParallelSize,
       pipelineParallelSize: options.pipelineParallelSize,
       numBlocks: kvCache.numBlocks,
       blockSize: options.blockSize,
-      loadFormat: options.loadFormat,
-      seed: options.seed,
+      ...weightOptions,
       ...threads,
       maxNumBatchedTokens: options.maxNumBatchedTokens,
       maxNumSeqs: options.maxNumSeqs,
     });
   }
+  const formats = plannedWeightFormats(config, options.quantization, await storedWeightFormats(context.modelDir, config));
+  const memoryAfter = processMemory();
+  const startupMemory = {
+    rssBeforeLoadingBytes: memoryBefore.rssBytes,
+    rssAfterStartupBytes: memoryAfter.rssBytes,
+    peakRssBytes: memoryAfter.peakRssBytes,
+    weightBytes: plannedWeightBytes(config, formats),
+    kvCacheBytes: kvCache.kvCacheBytes,
+  };
+  startupLog.push(
+    memoryLogLine(startupMemory, {
+      weightFormats: [...new Set(formats.values())],
+      accuracyLevel: [...formats.values()].some((format) => format !== 'float32') ? options.accuracyLevel : undefined,
+    }),
+  );
   const kvCacheManager = new KVCacheManager({
     numBlocks: kvCache.numBlocks,
     blockSize: options.blockSize,
@@ -147,6 +190,7 @@ export async function createEngineCore(
     maxBatchesInFlight: options.pipelineParallelSize,
     kvCache,
     startupLog,
+    startupMemory,
     // The grammar worker starts with the first constrained request; until then this costs nothing.
     structuredOutputs: {
       modelDir: context.modelDir,

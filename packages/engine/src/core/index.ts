@@ -10,3 +10,4 @@ export { accumulate, LLM } from './llm';
 export { OutputProcessor } from './output-processor';
 export type { FrontendRequest, ProcessedOutputs } from './output-processor';
 export type { CompletionOutput, EngineStats, RequestMetrics, RequestOutput } from './request-output';
+export type { StartupMemory } from './process-memory';

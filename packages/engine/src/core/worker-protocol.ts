@@ -2,6 +2,7 @@ import type { KvCachePlan } from '@pagoda/kv-cache';
 import type { SchedulerStats } from '@pagoda/scheduler';
 import type { EngineCoreOutput, EngineCoreRequest } from './engine-core';
 import type { ResolvedEngineOptions } from './engine-options';
+import type { StartupMemory } from './process-memory';
 
 /** What the engine-core worker is started with. */
 export interface EngineWorkerData {
@@ -35,6 +36,7 @@ export type FromWorkerMessage =
       readonly stats: SchedulerStats;
       readonly kvCache: KvCachePlan | undefined;
       readonly startupLog: readonly string[];
+      readonly startupMemory: StartupMemory | undefined;
     }
   | { readonly type: 'outputs'; readonly outputs: readonly EngineCoreOutput[]; readonly stats: SchedulerStats }
   | { readonly type: 'stats'; readonly stats: SchedulerStats }

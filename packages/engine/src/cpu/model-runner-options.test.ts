@@ -35,11 +35,21 @@ const prompt = [3, 14, 15, 9, 26, 5, 35, 8, 9, 7, 9, 32];
 const blockTable = [5, 2, 7, 0];
 
 describe('the dummy load format', () => {
-  it('makes the same weights for the same seed and different ones for another', () => {
+  it('makes the same weights for the same seed and different ones for another', async () => {
     const config = parseModelConfig(smallLlama);
-    const first = dummyWeights(config, 1).get('model.layers.0.mlp.up_proj.weight')!.data;
-    expect(dummyWeights(config, 1).get('model.layers.0.mlp.up_proj.weight')!.data).toEqual(first);
-    expect(dummyWeights(config, 2).get('model.layers.0.mlp.up_proj.weight')!.data).not.toEqual(first);
+    const read = (seed: number) => dummyWeights(config, seed).get('model.layers.0.mlp.up_proj.weight')!.read();
+    const first = await read(1);
+    expect(await read(1)).toEqual(first);
+    expect(await read(2)).not.toEqual(first);
+  });
+
+  it('makes any rows of a weight without making the ones before them, the same values as a whole read', async () => {
+    const config = parseModelConfig(smallLlama);
+    const weights = dummyWeights(config, 4);
+    const down = weights.get('model.layers.0.mlp.down_proj.weight')!;
+    const whole = (await down.read()) as Float32Array;
+    const columns = down.shape[1]!;
+    expect(await down.read({ start: 3, end: 7 })).toEqual(whole.subarray(3 * columns, 7 * columns));
   });
 
   it('runs a checkpoint folder that holds only config.json', async () => {

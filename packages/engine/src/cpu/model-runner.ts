@@ -1,6 +1,7 @@
 import * as ort from 'onnxruntime-node';
 import { executeInAttentionGroups } from './attention-groups';
 import { layoutBatch } from './batch-layout';
+import { allocateKvPool } from './kv-pool';
 import type { BatchLayoutContext } from './batch-layout';
 import { ModelInputError } from '../errors';
 import { checkExecutionProvider, startSession } from '../execution-provider';
@@ -8,9 +9,9 @@ import type { ExecutionProvider } from '../execution-provider';
 import { loadModelConfig } from '../model/model-config';
 import type { ModelConfig } from '../model/model-config';
 import { buildModelGraph } from '../model/model-graph';
-import { loadModelWeights } from '../model/model-weights';
+import { loadModelWeights, type ModelWeightsOptions } from '../model/model-loader';
 import { ropeFrequencies, ropeType } from '../model/rope';
-import type { ModelWeights } from '../model/safetensors';
+import type { ModelWeights } from '../model/weight-tensor';
 import type { ModelRunnerOutput, ModelRunnerRequest } from '../model-step';
 
 /** How the runner runs: the paged cache's size and the ONNX Runtime session's settings. */
@@ -23,17 +24,16 @@ export interface ModelRunnerOptions {
   executionProvider?: ExecutionProvider;
   /** ONNX Runtime's intra-op thread count; its default (one per core) when left out. */
   intraOpNumThreads?: number;
+  /** MatMulNBits' `accuracy_level` for quantized weights (default: the engine's). */
+  accuracyLevel?: number;
 }
 
-/** Options for {@link ModelRunner.load}. */
-export interface LoadModelOptions extends ModelRunnerOptions {
-  /** `safetensors` reads the checkpoint's weights; `dummy` makes seeded random ones from config.json alone. */
-  loadFormat?: 'safetensors' | 'dummy';
-  /** The dummy weights' seed. */
-  seed?: number;
-  /** Hears weight-loading progress; by default a progress bar on stderr when it is a terminal. */
-  onProgress?: (loadedBytes: number, totalBytes: number) => void;
-}
+/**
+ * Options for {@link ModelRunner.load}: `loadFormat` (`safetensors` reads the checkpoint's weights, `dummy` makes
+ * seeded random ones from config.json alone), the dummy `seed`, `quantization`, and `onProgress` (weight-loading
+ * progress; by default a progress bar on stderr when it is a terminal).
+ */
+export interface LoadModelOptions extends ModelRunnerOptions, ModelWeightsOptions {}
 
 /**
  * Runs a decoder-only model over a paged KV cache in vLLM's flat batch layout: every new token of every request in
@@ -52,11 +52,8 @@ export class ModelRunner {
   private readonly poolTensors: Record<string, ort.Tensor>;
   private readonly layout: BatchLayoutContext;
   private readonly kvWidth: number;
-  /**
-   * The weights' bytes, handed to ONNX Runtime as in-memory external data. On CPU it may keep pointing into them
-   * rather than copy, so they must live as long as the session.
-   */
-  private readonly weightBuffers: readonly { path: string; data: Uint8Array }[];
+  /** Bytes of the weights as the session was given them (float32, or quantized codes and scales). */
+  readonly weightBytes: number;
 
   private constructor(
     config: ModelConfig,
@@ -64,19 +61,19 @@ export class ModelRunner {
     options: ModelRunnerOptions & {
       executionProvider: ExecutionProvider;
       hasSlidingLayers: boolean;
-      weightBuffers: readonly { path: string; data: Uint8Array }[];
+      weightBytes: number;
     },
   ) {
     this.config = config;
     this.session = session;
-    this.weightBuffers = options.weightBuffers;
+    this.weightBytes = options.weightBytes;
     this.numBlocks = options.numBlocks;
     this.blockSize = options.blockSize;
     this.executionProvider = options.executionProvider;
     this.kvWidth = config.numKvHeads * config.headDim;
     const numSlots = options.numBlocks * options.blockSize;
-    this.keyPools = Array.from({ length: config.numLayers }, () => new Float32Array(numSlots * this.kvWidth));
-    this.valuePools = Array.from({ length: config.numLayers }, () => new Float32Array(numSlots * this.kvWidth));
+    this.keyPools = Array.from({ length: config.numLayers }, () => allocateKvPool(numSlots * this.kvWidth));
+    this.valuePools = Array.from({ length: config.numLayers }, () => allocateKvPool(numSlots * this.kvWidth));
     // Tensors over the pools' own memory, made once: each run hands ONNX Runtime the same buffers, no copies.
     this.poolTensors = {};
     for (let layer = 0; layer < config.numLayers; layer += 1) {
@@ -108,13 +105,14 @@ export class ModelRunner {
     if (!Number.isInteger(options.numBlocks) || options.numBlocks < 1 || !Number.isInteger(options.blockSize) || options.blockSize < 1) {
       throw new ModelInputError(`numBlocks and blockSize must be positive integers, got ${options.numBlocks} and ${options.blockSize}`);
     }
-    const graph = buildModelGraph(config, weights);
+    const graph = buildModelGraph(config, weights, options.accuracyLevel === undefined ? {} : { accuracyLevel: options.accuracyLevel });
+    // The session reads the weights from a file it maps; nothing of them stays in JavaScript (see WeightFile).
     const session = await startSession(graph, executionProvider, { intraOpNumThreads: options.intraOpNumThreads });
     return new ModelRunner(config, session, {
       ...options,
       executionProvider,
       hasSlidingLayers: graph.slidingLayers.some(Boolean),
-      weightBuffers: graph.externalData,
+      weightBytes: graph.weights.byteLength,
     });
   }
 
@@ -162,10 +160,5 @@ export class ModelRunner {
   /** Releases the ONNX Runtime session. */
   async release(): Promise<void> {
     await this.session.release();
-  }
-
-  /** Bytes of weights the session was built from (float32), for bandwidth estimates. */
-  get weightBytes(): number {
-    return this.weightBuffers.reduce((sum, buffer) => sum + buffer.data.byteLength, 0);
   }
 }

@@ -1,6 +1,9 @@
 import onnxProto from 'onnx-proto';
 import { CheckpointError } from '../errors';
-import type { ModelWeights } from './safetensors';
+import { toHalfPrecision } from './half';
+import { blocksPerRow, bytesPerBlock, formatBits, quantizationBlockSize, type QuantizedBlocks, type QuantizedFormat } from './quantization';
+import { WeightFile, type WeightFileEntry } from './weight-file';
+import { concatWeights, type ModelWeights, type WeightTensor } from './weight-tensor';
 
 const { onnx } = onnxProto;
 export const DataType = onnx.TensorProto.DataType;
@@ -15,20 +18,50 @@ export const microsoftDomain = 'com.microsoft';
 
 export type AttributeValue = number | number[] | { float: number } | { string: string };
 
+/** The float types a graph computes in: float32 on the CPU, float16 or bfloat16 on a GPU. */
+export type FloatElementType = 'float32' | 'float16' | 'bfloat16';
+
+/** ONNX's element type of each float type. */
+export const floatDataType: Readonly<Record<FloatElementType, number>> = {
+  float32: DataType.FLOAT,
+  float16: DataType.FLOAT16,
+  bfloat16: DataType.BFLOAT16,
+};
+
+/** A weight's quantized blocks as MatMulNBits initializers, and what its attributes need. */
+export interface QuantizedInitializers {
+  /** `[rows, blocks, 32 · bits / 8]` uint8 codes. */
+  readonly codes: string;
+  /** `[rows, blocks]` scales. */
+  readonly scales: string;
+  readonly format: QuantizedFormat;
+  readonly rows: number;
+  readonly columns: number;
+}
+
 /**
- * Collects nodes, inputs, outputs and initializers. Large initializers (weights, KV pools) become in-memory external
- * data, never protobuf bytes, so a model may exceed protobuf's 2 GB.
+ * Collects nodes, inputs, outputs and initializers. Initializers are external data in a {@link WeightFile} (placed
+ * now, written when the session starts), never protobuf bytes, so a model may exceed protobuf's 2 GB and its weights
+ * are never in memory twice.
  */
 export class GraphBuilder {
   private readonly nodes: onnxProto.onnx.INodeProto[] = [];
   private readonly inputs: onnxProto.onnx.IValueInfoProto[] = [];
   private readonly outputs: onnxProto.onnx.IValueInfoProto[] = [];
   private readonly initializers: onnxProto.onnx.ITensorProto[] = [];
-  private readonly externalData: { path: string; data: Uint8Array }[] = [];
   private readonly initializerNames = new Set<string>();
+  /** Weights made from the model's for this graph (packed q/k/v and gate/up), by name. */
+  private readonly derivedWeights = new Map<string, WeightTensor>();
   private usesMicrosoftDomain = false;
 
-  constructor(private readonly weights: ModelWeights) {}
+  /**
+   * @param weights the model's weights, read only when the weight file is written
+   * @param weightFile where initializers go; share one between graphs of the same weights
+   */
+  constructor(
+    private readonly weights: ModelWeights,
+    readonly weightFile: WeightFile = new WeightFile(),
+  ) {}
 
   input(name: string, elemType: number, dims: (number | string)[]): string {
     this.inputs.push(valueInfo(name, elemType, dims));
@@ -69,19 +102,19 @@ export class GraphBuilder {
     return this.initializerNames.has(name);
   }
 
-  /** The checkpoint weight `name` (float32) as an initializer over the weight's own memory. */
-  weight(name: string): string {
-    if (this.initializerNames.has(name)) return name;
-    const tensor = this.weights.get(name);
-    if (tensor === undefined) {
-      throw new CheckpointError('checkpoint_tensor_missing', '(weights in memory)', 'is missing', { tensor: name });
-    }
-    return this.tensor(name, DataType.FLOAT, tensor.shape, new Uint8Array(tensor.data.buffer, tensor.data.byteOffset, tensor.data.byteLength));
+  /** Whether the model (or this graph, see deriveWeight) has the weight `name`. */
+  hasWeight(name: string): boolean {
+    return this.derivedWeights.has(name) || this.weights.has(name);
   }
 
-  /** The float32 checkpoint weight `name`, or throws the missing-tensor error. */
-  weightData(name: string): { shape: readonly number[]; data: Float32Array } {
-    const tensor = this.weights.get(name);
+  /** A weight made from the model's for this graph, under its own name (read, like any, when written). */
+  deriveWeight(name: string, tensor: WeightTensor): void {
+    this.derivedWeights.set(name, tensor);
+  }
+
+  /** The weight `name`, or throws the missing-tensor error. */
+  weightTensor(name: string): WeightTensor {
+    const tensor = this.derivedWeights.get(name) ?? this.weights.get(name);
     if (tensor === undefined) {
       throw new CheckpointError('checkpoint_tensor_missing', '(weights in memory)', 'is missing', { tensor: name });
     }
@@ -89,12 +122,122 @@ export class GraphBuilder {
   }
 
   /**
-   * An initializer whose bytes ONNX Runtime takes from memory. On the CPU it may keep pointing into `data` rather
-   * than copy it, so `data` must live as long as the session.
+   * The float weight `name` as an initializer of `elementType` (converted from float32 when the weight file is
+   * written, rounding to nearest even).
    */
+  weight(name: string, elementType: FloatElementType = 'float32'): string {
+    if (this.initializerNames.has(name)) return name;
+    const { shape, entry } = this.placeFloat(name, elementType);
+    return this.declare(name, floatDataType[elementType], shape, entry);
+  }
+
+  /**
+   * The float weight `name` under a second initializer name (`${name}.rows`) over the same bytes of the weight file,
+   * for a Gather of a tied embedding on the CPU: the head's Gemm then holds the original alone, prepacks it and lets
+   * ONNX Runtime unmap it, and the Gather's own mapping keeps only the rows it reads resident. (One initializer read
+   * by both would stay mapped whole, every page touched by the prepacking.)
+   */
+  weightRows(name: string, elementType: FloatElementType = 'float32'): string {
+    const { shape, entry } = this.placeFloat(name, elementType);
+    return this.declareOnce(`${name}.rows`, floatDataType[elementType], shape, entry);
+  }
+
+  private placeFloat(name: string, elementType: FloatElementType): { shape: readonly number[]; entry: WeightFileEntry } {
+    const tensor = this.weightTensor(name);
+    if (tensor.format !== 'float32') throw new TypeError(`weight ${name} is ${tensor.format}; the graph reads it as a float here`);
+    const elements = tensor.shape.reduce((product, dim) => product * dim, 1);
+    const entry = this.weightFile.place(name, elements * (elementType === 'float32' ? 4 : 2), async () => {
+      const values = await tensor.read();
+      return elementType === 'float32' ? bytesOf(values) : bytesOf(toHalfPrecision(values, elementType));
+    });
+    return { shape: tensor.shape, entry };
+  }
+
+  /**
+   * The quantized weight `name` as MatMulNBits' initializers: codes `[rows, blocks, 32 · bits / 8]` and scales
+   * `[rows, blocks]` (in `scaleType`: the scales are float16 values already, so float16 keeps them exactly).
+   */
+  quantizedWeight(name: string, scaleType: FloatElementType = 'float32'): QuantizedInitializers {
+    const placed = this.placeQuantized(name, scaleType);
+    const codes = this.declareOnce(`${name}.codes`, DataType.UINT8, [placed.rows, placed.blocks, bytesPerBlock(placed.format)], placed.codes);
+    return { codes, scales: placed.scales, format: placed.format, rows: placed.rows, columns: placed.columns };
+  }
+
+  /**
+   * The quantized embedding `name` as GatherBlockQuantized's initializers, over the same bytes of the weight file as
+   * {@link quantizedWeight}'s (a tied head's):
+   *
+   * ```text
+   * separate  codes `${name}.codes.rows` [rows, blocks · 32 · bits / 8], scales [rows, blocks]: a second initializer,
+   *           so on the CPU the head's MatMulNBits holds its codes alone, prepacks them and lets them be unmapped
+   * shared    codes `${name}.codes` [rows, blocks, 32 · bits / 8] (the head's very initializer, quantize_axis 2),
+   *           scales `${name}.scales.blocks` [rows, blocks, 1]: one copy of the codes on a GPU
+   * ```
+   */
+  quantizedEmbedding(name: string, scaleType: FloatElementType, layout: 'separate' | 'shared'): QuantizedInitializers & { readonly quantizeAxis: number } {
+    const placed = this.placeQuantized(name, scaleType);
+    const blockBytes = bytesPerBlock(placed.format);
+    if (layout === 'separate') {
+      const codes = this.declareOnce(`${name}.codes.rows`, DataType.UINT8, [placed.rows, placed.blocks * blockBytes], placed.codes);
+      return { codes, scales: placed.scales, format: placed.format, rows: placed.rows, columns: placed.columns, quantizeAxis: 1 };
+    }
+    const codes = this.declareOnce(`${name}.codes`, DataType.UINT8, [placed.rows, placed.blocks, blockBytes], placed.codes);
+    const scales = this.declareOnce(`${name}.scales.blocks`, floatDataType[scaleType], [placed.rows, placed.blocks, 1], placed.scalesEntry);
+    return { codes, scales, format: placed.format, rows: placed.rows, columns: placed.columns, quantizeAxis: 2 };
+  }
+
+  /**
+   * Places a quantized weight's codes and scales in the weight file and declares the scales. Both come from one read
+   * of the weight, made when the codes are written and dropped once the scales are.
+   */
+  private placeQuantized(name: string, scaleType: FloatElementType) {
+    const tensor = this.weightTensor(name);
+    if (tensor.format === 'float32') throw new TypeError(`weight ${name} is float32; a quantized weight is needed here`);
+    const [rows, columns] = tensor.shape;
+    const blocks = blocksPerRow(columns);
+    let pending: Promise<QuantizedBlocks> | undefined;
+    const read = (): Promise<QuantizedBlocks> => (pending ??= tensor.read());
+    const codes = this.weightFile.place(`${name}.codes`, rows * blocks * bytesPerBlock(tensor.format), async () => (await read()).codes);
+    const scalesEntry = this.weightFile.place(`${name}.scales`, rows * blocks * (scaleType === 'float32' ? 4 : 2), async () => {
+      const values = (await read()).scales;
+      pending = undefined;
+      return scaleType === 'float32' ? bytesOf(values) : bytesOf(toHalfPrecision(values, scaleType));
+    });
+    const scales = this.declareOnce(`${name}.scales`, floatDataType[scaleType], [rows, blocks], scalesEntry);
+    return { format: tensor.format, rows, columns, blocks, codes, scales, scalesEntry };
+  }
+
+  private declareOnce(name: string, dataType: number, dims: readonly number[], entry: WeightFileEntry): string {
+    return this.initializerNames.has(name) ? name : this.declare(name, dataType, dims, entry);
+  }
+
+  /** An initializer whose bytes are already in memory (constants, rotary caches); they are kept until written. */
   tensor(name: string, dataType: number, dims: readonly number[], data: Uint8Array): string {
-    const path = `tensor${this.externalData.length}`;
-    this.externalData.push({ path, data });
+    return this.lazyTensor(name, dataType, dims, data.byteLength, () => data);
+  }
+
+  /**
+   * An all-zero initializer (a KV pool made on the device): a hole in the weight file, never held in memory. `key`
+   * names its place in the file when graphs sharing the file have same-named zeros of other sizes.
+   */
+  zeroTensor(name: string, dataType: number, dims: readonly number[], byteLength: number, key = name): string {
+    if (this.initializerNames.has(name)) return name;
+    return this.declare(name, dataType, dims, this.weightFile.place(key, byteLength));
+  }
+
+  /** An initializer of `byteLength` bytes that `produce` makes when the weight file is written. */
+  lazyTensor(
+    name: string,
+    dataType: number,
+    dims: readonly number[],
+    byteLength: number,
+    produce: () => Uint8Array | Promise<Uint8Array>,
+  ): string {
+    if (this.initializerNames.has(name)) return name;
+    return this.declare(name, dataType, dims, this.weightFile.place(name, byteLength, produce));
+  }
+
+  private declare(name: string, dataType: number, dims: readonly number[], entry: WeightFileEntry): string {
     this.initializers.push(
       onnx.TensorProto.create({
         name,
@@ -102,9 +245,9 @@ export class GraphBuilder {
         dims: [...dims],
         dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
         externalData: [
-          { key: 'location', value: path },
-          { key: 'offset', value: '0' },
-          { key: 'length', value: String(data.byteLength) },
+          { key: 'location', value: WeightFile.fileName },
+          { key: 'offset', value: String(entry.offset) },
+          { key: 'length', value: String(entry.byteLength) },
         ],
       }),
     );
@@ -121,14 +264,16 @@ export class GraphBuilder {
     return this.inlineConstant(name, DataType.FLOAT, dims, new Uint8Array(Float32Array.from(values).buffer));
   }
 
-  private inlineConstant(name: string, dataType: number, dims: number[], rawData: Uint8Array): string {
+  /** A small initializer stored in the model itself (protobuf bytes), not in the weight file. */
+  inlineConstant(name: string, dataType: number, dims: number[], rawData: Uint8Array): string {
     if (this.initializerNames.has(name)) return name;
     this.initializers.push(onnx.TensorProto.create({ name, dataType, dims, rawData }));
     this.initializerNames.add(name);
     return name;
   }
 
-  finish(producerName = '@pagoda/engine'): { model: Uint8Array; externalData: { path: string; data: Uint8Array }[] } {
+  /** The encoded model, whose initializers the weight file holds. */
+  finish(producerName = '@pagoda/engine'): { model: Uint8Array; weights: WeightFile } {
     const model = onnx.ModelProto.create({
       irVersion,
       opsetImport: [
@@ -144,7 +289,7 @@ export class GraphBuilder {
         initializer: this.initializers,
       },
     });
-    return { model: onnx.ModelProto.encode(model).finish(), externalData: this.externalData };
+    return { model: onnx.ModelProto.encode(model).finish(), weights: this.weightFile };
   }
 }
 
@@ -165,4 +310,117 @@ function attribute(name: string, value: AttributeValue): onnxProto.onnx.IAttribu
   if (Array.isArray(value)) return { name, type: AttributeType.INTS, ints: value };
   if ('string' in value) return { name, type: AttributeType.STRING, s: new TextEncoder().encode(value.string) };
   return { name, type: AttributeType.FLOAT, f: value.float };
+}
+
+/** The bytes of a typed array, as a view. */
+export function bytesOf(array: Float32Array | Uint16Array | Uint8Array): Uint8Array {
+  return new Uint8Array(array.buffer, array.byteOffset, array.byteLength);
+}
+
+/**
+ * `input · weightᵀ (+ bias)` for a Hugging Face `[out, in]` weight: `Gemm` with `transB` for a float weight,
+ * `com.microsoft.MatMulNBits` for a quantized one (codes and scales as QuantizedInitializers lays them out, default
+ * zero points, the bias as its input 5). `accuracyLevel` is MatMulNBits' own: 4 quantizes the activations to int8
+ * per block, 1 computes in float32.
+ */
+export function linearNode(
+  graph: GraphBuilder,
+  input: string,
+  weightName: string,
+  output: string,
+  options: { readonly bias?: string | undefined; readonly accuracyLevel: number; readonly elementType?: FloatElementType },
+): string {
+  const elementType = options.elementType ?? 'float32';
+  const bias = options.bias === undefined ? undefined : graph.weight(options.bias, elementType);
+  if (graph.weightTensor(weightName).format === 'float32') {
+    const weight = graph.weight(weightName, elementType);
+    return graph.node('Gemm', bias === undefined ? [input, weight] : [input, weight, bias], output, { transB: 1 });
+  }
+  const quantized = graph.quantizedWeight(weightName, elementType);
+  return graph.node(
+    'MatMulNBits',
+    [input, quantized.codes, quantized.scales, ...(bias === undefined ? [] : ['', '', bias])],
+    output,
+    {
+      K: quantized.columns,
+      N: quantized.rows,
+      bits: formatBits[quantized.format],
+      block_size: quantizationBlockSize,
+      accuracy_level: options.accuracyLevel,
+    },
+    microsoftDomain,
+  );
+}
+
+/**
+ * One projection over several weights' output rows stacked (q/k/v, gate/up), `input · [W1; W2; …]ᵀ (+ biases)`:
+ * one Gemm or MatMulNBits over a packed weight `${packedName}.weight` (read as the parts concatenated) when the
+ * parts share a format, as they do unless a GGUF stores them at different types; otherwise one projection each and
+ * their outputs concatenated, which computes the same. `parts` are weight names without `.weight`; with `biases`,
+ * `${part}.bias` are added. Returns the `[tokens, Σ rows]` output; `onWeight` hears each weight name used.
+ */
+export function packedLinearNode(
+  graph: GraphBuilder,
+  input: string,
+  packedName: string,
+  parts: readonly string[],
+  output: string,
+  options: {
+    readonly biases: boolean;
+    readonly accuracyLevel: number;
+    readonly elementType?: FloatElementType;
+    readonly onWeight?: (name: string) => void;
+  },
+): string {
+  const use = (name: string | undefined): string | undefined => {
+    if (name !== undefined) options.onWeight?.(name);
+    return name;
+  };
+  const linear = (weight: string, out: string, bias: string | undefined): string =>
+    linearNode(graph, input, use(weight)!, out, { bias: use(bias), accuracyLevel: options.accuracyLevel, ...(options.elementType === undefined ? {} : { elementType: options.elementType }) });
+  const stack = (suffix: string): boolean => {
+    const name = `${packedName}.${suffix}`;
+    if (graph.hasWeight(name)) return true;
+    const stacked = concatWeights(parts.map((part) => graph.weightTensor(`${part}.${suffix}`)));
+    if (stacked !== undefined) graph.deriveWeight(name, stacked);
+    return stacked !== undefined;
+  };
+  if (stack('weight') && (!options.biases || stack('bias'))) {
+    return linear(`${packedName}.weight`, output, options.biases ? `${packedName}.bias` : undefined);
+  }
+  const outputs = parts.map((part, index) => linear(`${part}.weight`, `${output}.part${index}`, options.biases ? `${part}.bias` : undefined));
+  return graph.node('Concat', outputs, output, { axis: -1 });
+}
+
+/**
+ * The rows of the embedding `weightName` at `indices`: `Gather` for a float weight, `com.microsoft.
+ * GatherBlockQuantized` for a quantized one (probed on ONNX Runtime 1.30: uint8 data of 4 or 8 bits, 2-D
+ * `[vocab, hidden · bits / 8]` with scales `[vocab, blocks]`, or MatMulNBits' 3-D layout with scales
+ * `[vocab, blocks, 1]` and quantize_axis 2; default zero points as MatMulNBits'). `layout` says whether the
+ * embedding reads its own initializer over the weight file's bytes (`separate`: the CPU, see GraphBuilder.weightRows)
+ * or the one a tied head reads (`shared`: a GPU, which would otherwise hold the bytes twice).
+ */
+export function embeddingNode(
+  graph: GraphBuilder,
+  weightName: string,
+  indices: string,
+  output: string,
+  options: { readonly elementType?: FloatElementType; readonly layout: 'separate' | 'shared' },
+): string {
+  const elementType = options.elementType ?? 'float32';
+  if (graph.weightTensor(weightName).format === 'float32') {
+    const table = options.layout === 'separate' ? graph.weightRows(weightName, elementType) : graph.weight(weightName, elementType);
+    return graph.node('Gather', [table, indices], output, { axis: 0 });
+  }
+  const quantized = graph.quantizedEmbedding(weightName, elementType, options.layout);
+  const gathered = graph.node(
+    'GatherBlockQuantized',
+    [quantized.codes, indices, quantized.scales],
+    options.layout === 'separate' ? output : `${output}.blocks`,
+    { gather_axis: 0, quantize_axis: quantized.quantizeAxis, block_size: quantizationBlockSize, bits: formatBits[quantized.format] },
+    microsoftDomain,
+  );
+  if (options.layout === 'separate') return gathered;
+  // [tokens, blocks, 32] back to [tokens, hidden]: a view, no copy.
+  return graph.node('Reshape', [gathered, graph.int64Constant(`${weightName}.rows_shape`, [0, quantized.columns])], output);
 }

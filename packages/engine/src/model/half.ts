@@ -56,3 +56,13 @@ export function bfloat16BitsToFloat32(bits: number): number {
   scratchBits[0] = bits << 16;
   return scratch[0]!;
 }
+
+/** IEEE half precision to single precision, subnormals included. */
+export function float16ToFloat32(half: number): number {
+  const sign = half & 0x8000 ? -1 : 1;
+  const exponent = (half >> 10) & 0x1f;
+  const fraction = half & 0x3ff;
+  if (exponent === 0) return sign * fraction * 2 ** -24;
+  if (exponent === 0x1f) return fraction === 0 ? sign * Infinity : Number.NaN;
+  return sign * (1 + fraction / 1024) * 2 ** (exponent - 15);
+}

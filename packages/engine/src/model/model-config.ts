@@ -1,6 +1,7 @@
 import { join } from 'node:path';
-import { ModelConfigError } from '../errors';
+import { GgufError, ModelConfigError } from '../errors';
 import { readJsonFile } from '../json-file';
+import { ggufConfigJson, ggufKeyOf, isGgufPath, readGgufHeader } from './gguf';
 
 /** The architectures (config.json `architectures[0]`) the engine runs, and the family each belongs to. */
 const supportedArchitectures = {
@@ -51,8 +52,25 @@ export interface ModelConfig {
   dtype: string | undefined;
 }
 
-/** Reads `config.json` from a checkpoint folder. */
+/**
+ * Reads `config.json` from a checkpoint folder, or the metadata of a GGUF file (a path ending in `.gguf`), which
+ * becomes the config.json it stands for and is validated the same way.
+ */
 export async function loadModelConfig(modelDir: string): Promise<ModelConfig> {
+  if (isGgufPath(modelDir)) {
+    const header = await readGgufHeader(modelDir);
+    const raw = ggufConfigJson(header);
+    try {
+      return parseModelConfig(raw, modelDir);
+    } catch (error) {
+      if (!(error instanceof ModelConfigError)) throw error;
+      const reason = error.message.startsWith(`${modelDir}: `) ? error.message.slice(modelDir.length + 2) : error.message;
+      throw new GgufError('gguf_metadata_invalid', modelDir, `gives an invalid config: ${reason}`, {
+        key: ggufKeyOf(String(raw.model_type), error.field),
+        cause: error,
+      });
+    }
+  }
   const file = join(modelDir, 'config.json');
   const raw = await readJsonFile(file, {
     optional: false,

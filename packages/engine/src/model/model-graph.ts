@@ -1,12 +1,14 @@
-import { DataType, GraphBuilder } from './graph-builder';
+import { DataType, embeddingNode, GraphBuilder, linearNode, packedLinearNode } from './graph-builder';
 import type { ModelConfig } from './model-config';
 import { hasOutputBias } from './model-weights';
-import type { ModelWeights } from './safetensors';
+import { defaultAccuracyLevel } from './quantization';
+import type { WeightFile } from './weight-file';
+import type { ModelWeights } from './weight-tensor';
 
-/** The model as ONNX Runtime loads it: the graph, and each weight's bytes as in-memory external data. */
+/** The model as ONNX Runtime loads it: the graph, and the weight file its initializers are placed in. */
 export interface ModelGraph {
   readonly model: Uint8Array;
-  readonly externalData: { path: string; data: Uint8Array }[];
+  readonly weights: WeightFile;
   /** Per layer, whether it attends within the sliding window (reads `sliding_attention_mask`). */
   readonly slidingLayers: readonly boolean[];
 }
@@ -90,8 +92,16 @@ export function fullModelSegment(config: ModelConfig): GraphSegment {
  * Attention runs per request: queries and keys are gathered into `[numRequests, maxQuery | maxKeys, ·]` so one
  * request's queries only ever score its own keys, and cost grows with the number of requests, not its square.
  */
-export function buildModelGraph(config: ModelConfig, weights: ModelWeights): ModelGraph {
-  return buildSegmentGraph(config, weights, fullModelSegment(config));
+export function buildModelGraph(config: ModelConfig, weights: ModelWeights, options: ModelGraphOptions = {}): ModelGraph {
+  return buildSegmentGraph(config, weights, fullModelSegment(config), options);
+}
+
+/** How the model graph is built beyond its weights. */
+export interface ModelGraphOptions {
+  /** MatMulNBits' `accuracy_level` for quantized weights (default {@link defaultAccuracyLevel}). */
+  readonly accuracyLevel?: number;
+  /** Where the initializers go: share one between graphs of the same weights (a rank's segments). */
+  readonly weightFile?: WeightFile;
 }
 
 /**
@@ -99,8 +109,14 @@ export function buildModelGraph(config: ModelConfig, weights: ModelWeights): Mod
  * inputs only when it has an attention block, `logits_index` only when it produces logits), plus its own input and
  * output tensors.
  */
-export function buildSegmentGraph(config: ModelConfig, weights: ModelWeights, segment: GraphSegment): ModelGraph {
-  const graph = new GraphBuilder(weights);
+export function buildSegmentGraph(
+  config: ModelConfig,
+  weights: ModelWeights,
+  segment: GraphSegment,
+  options: ModelGraphOptions = {},
+): ModelGraph {
+  const graph = new GraphBuilder(weights, options.weightFile);
+  const accuracyLevel = options.accuracyLevel ?? defaultAccuracyLevel;
   const { headDim, hiddenSize, rmsNormEps } = config;
   const { numHeads, numKvHeads } = segment;
   const slidingLayers = layerKinds(config);
@@ -137,12 +153,21 @@ export function buildSegmentGraph(config: ModelConfig, weights: ModelWeights, se
   const rmsNorm = (input: string, weight: string, output: string): string =>
     graph.node('RMSNormalization', [input, graph.weight(weight)], output, { axis: -1, epsilon: { float: rmsNormEps } });
   const linear = (input: string, weight: string, output: string, bias?: string): string =>
-    graph.node(
-      'Gemm',
-      bias === undefined ? [input, graph.weight(weight)] : [input, graph.weight(weight), graph.weight(bias)],
-      output,
-      { transB: 1 },
-    );
+    linearNode(graph, input, weight, output, { bias, accuracyLevel });
+  /**
+   * Projections of one input (q/k/v, gate/up) run as one packed GEMM (or MatMulNBits) and split back into their
+   * outputs: on the CPU a decode step is mostly per-operator overhead and weight reads, and this is one operator
+   * over one weight instead of several.
+   */
+  const splitProjection = (input: string, prefix: string, parts: readonly string[], outputs: readonly string[], biases: boolean): string[] => {
+    const weights = parts.map((part) => `${prefix}.${part}`);
+    const packed = packedLinearNode(graph, input, `${prefix}.${parts.map((part) => part.replace('_proj', '')).join('_')}_proj`, weights, `${outputs[0]}.packed`, {
+      biases,
+      accuracyLevel,
+    });
+    const sizes = weights.map((weight) => graph.weightTensor(`${weight}.weight`).shape[0]!);
+    return graph.nodeOutputs('Split', [packed, graph.int64Constant(`split.${sizes.join('_')}`, sizes)], [...outputs], { axis: -1 });
+  };
   // transformers' rotate_half: x·cos + [-x2, x1]·sin; the runner negates sin's first half, so swapping the halves
   // of x is all the graph does.
   const rope = (input: string, output: string): string => {
@@ -161,13 +186,9 @@ export function buildSegmentGraph(config: ModelConfig, weights: ModelWeights, se
     const { headsShape, kvHeadsShape, queryRowsShape, keyRowsShape, paddedRowsShape } = constants!;
     const prefix = `model.layers.${layer}`;
     const name = (suffix: string): string => `layers.${layer}.${suffix}`;
-    const bias = (projection: string): string | undefined =>
-      config.attentionBias ? `${prefix}.self_attn.${projection}.bias` : undefined;
 
     const normed = rmsNorm(hidden, `${prefix}.input_layernorm.weight`, name('input_norm'));
-    const query = linear(normed, `${prefix}.self_attn.q_proj.weight`, name('q'), bias('q_proj'));
-    const key = linear(normed, `${prefix}.self_attn.k_proj.weight`, name('k'), bias('k_proj'));
-    const value = linear(normed, `${prefix}.self_attn.v_proj.weight`, name('v'), bias('v_proj'));
+    const [query, key, value] = splitProjection(normed, `${prefix}.self_attn`, ['q_proj', 'k_proj', 'v_proj'], [name('q'), name('k'), name('v')], config.attentionBias) as [string, string, string];
 
     let queryHeads = graph.node('Reshape', [query, headsShape], name('q_heads'));
     let keyHeads = graph.node('Reshape', [key, kvHeadsShape], name('k_heads'));
@@ -225,8 +246,7 @@ export function buildSegmentGraph(config: ModelConfig, weights: ModelWeights, se
     const prefix = `model.layers.${layer}`;
     const name = (suffix: string): string => `layers.${layer}.${suffix}`;
     const mlpInput = rmsNorm(hidden, `${prefix}.post_attention_layernorm.weight`, name('post_attention_norm'));
-    const gate = linear(mlpInput, `${prefix}.mlp.gate_proj.weight`, name('gate'));
-    const up = linear(mlpInput, `${prefix}.mlp.up_proj.weight`, name('up'));
+    const [gate, up] = splitProjection(mlpInput, `${prefix}.mlp`, ['gate_proj', 'up_proj'], [name('gate'), name('up')], false) as [string, string];
     const activated = graph.node('Mul', [gate, graph.node('Sigmoid', [gate], name('gate_sigmoid'))], name('gate_silu'));
     const product = graph.node('Mul', [activated, up], name('gate_up'));
     return linear(product, `${prefix}.mlp.down_proj.weight`, name('down'));
@@ -234,7 +254,7 @@ export function buildSegmentGraph(config: ModelConfig, weights: ModelWeights, se
 
   let hidden =
     segment.input === 'tokens'
-      ? graph.node('Gather', [graph.weight('model.embed_tokens.weight'), 'input_ids'], 'embeddings', { axis: 0 })
+      ? embeddingNode(graph, 'model.embed_tokens.weight', 'input_ids', 'embeddings', { layout: 'separate' })
       : segment.input === 'hidden'
         ? 'hidden'
         : graph.node('Add', ['residual', 'partial'], 'segment_input');
@@ -255,7 +275,7 @@ export function buildSegmentGraph(config: ModelConfig, weights: ModelWeights, se
     // Only the rows that sample go through the final norm and the vocabulary projection, the largest matmul.
     const sampled = graph.node('Gather', [hidden, 'logits_index'], 'sampled_hidden', { axis: 0 });
     const finalNormed = rmsNorm(sampled, 'model.norm.weight', 'final_norm');
-    graph.node('Gemm', [finalNormed, graph.weight(segment.headWeight)], 'logits', { transB: 1 });
+    linear(finalNormed, segment.headWeight, 'logits');
     graph.output('logits', DataType.FLOAT, ['num_logits', segment.vocabSize]);
   }
 

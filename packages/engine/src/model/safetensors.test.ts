@@ -46,11 +46,16 @@ describe('safetensors loading', () => {
     await writeSafetensors(join(dir, 'model.safetensors'), tensors);
 
     const weights = await loadCheckpointWeights(dir, await loadModelConfig(dir));
-    const normValues = weights.get('model.norm.weight')!.data;
+    const values = (name: string) => weights.get(name)!.read() as Promise<Float32Array>;
+    const normValues = await values('model.norm.weight');
     expect([normValues[0], normValues[1]]).toEqual([1.5, -3]);
-    const halfValues = weights.get('model.layers.0.input_layernorm.weight')!.data;
+    const halfValues = await values('model.layers.0.input_layernorm.weight');
     expect([halfValues[0], halfValues[1], halfValues[2]]).toEqual([-2, 2 ** -24, 0.333251953125]);
-    expect(weights.get('model.layers.0.post_attention_layernorm.weight')!.data[7]).toBe(Math.fround(1));
+    expect((await values('model.layers.0.post_attention_layernorm.weight'))[7]).toBe(Math.fround(1));
+    // A range of rows reads those rows alone, widened the same way.
+    const embedding = weights.get('model.embed_tokens.weight')!;
+    const allRows = (await embedding.read()) as Float32Array;
+    expect(await embedding.read({ start: 5, end: 9 })).toEqual(allRows.subarray(5 * 64, 9 * 64));
     expect(float16ToFloat32(0x7c00)).toBe(Infinity);
   });
 
@@ -63,10 +68,12 @@ describe('safetensors loading', () => {
     expect(weights.has('lm_head.weight')).toBe(false); // tied to the embeddings
   });
 
-  it('reports loading progress up to the total byte count', async () => {
+  it('reports loading progress up to the total byte count, as the weights are read', async () => {
     const dir = fixturePath('tiny-llama');
     const reports: [number, number][] = [];
-    await loadCheckpointWeights(dir, await loadModelConfig(dir), { onProgress: (loaded, total) => reports.push([loaded, total]) });
+    const weights = await loadCheckpointWeights(dir, await loadModelConfig(dir), { onProgress: (loaded, total) => reports.push([loaded, total]) });
+    expect(reports).toEqual([]);
+    for (const tensor of weights.values()) await tensor.read();
     const [loaded, total] = reports.at(-1)!;
     expect(loaded).toBe(total);
     expect(reports.every(([value], index) => index === 0 || value >= reports[index - 1]![0])).toBe(true);

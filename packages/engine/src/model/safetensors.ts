@@ -2,15 +2,10 @@ import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CheckpointError } from '../errors';
 import { readJsonFile } from '../json-file';
+import { float16ToFloat32 } from './half';
+import { type FloatWeight, type RowRange, rowLength, type WantedTensor } from './weight-tensor';
 
-/** A weight as the engine keeps it: float32 values in row-major order. */
-export interface WeightTensor {
-  readonly shape: readonly number[];
-  readonly data: Float32Array;
-}
-
-/** Weights by their Hugging Face name (`model.layers.0.self_attn.q_proj.weight`). */
-export type ModelWeights = ReadonlyMap<string, WeightTensor>;
+export { float16ToFloat32 };
 
 /** Where one tensor lives: its file, its stored dtype and shape, and its byte range in that file. */
 export interface SafetensorsEntry {
@@ -20,12 +15,6 @@ export interface SafetensorsEntry {
   readonly shape: readonly number[];
   readonly begin: number;
   readonly end: number;
-}
-
-/** A tensor the caller needs, with the shape the config implies. */
-export interface WantedTensor {
-  readonly name: string;
-  readonly shape: readonly number[];
 }
 
 const bytesPerElement: Readonly<Record<string, number>> = { F32: 4, F16: 2, BF16: 2 };
@@ -136,15 +125,16 @@ export async function readSafetensorsHeader(file: string): Promise<Map<string, S
 }
 
 /**
- * Reads the wanted tensors as float32 (bf16 and f16 converted here), checking each against the shape the config
- * implies. `indexFile` is named when a tensor is in no file. `onProgress` hears the bytes read so far out of the total.
+ * The wanted tensors as float32 weights (bf16 and f16 converted when read), each checked now against the shape the
+ * config implies; their data is read only when a weight is read (see FloatWeight). `indexFile` is named when a
+ * tensor is in no file. `onProgress` hears the bytes read so far out of the total.
  */
 export async function readSafetensorsTensors(
   entries: ReadonlyMap<string, SafetensorsEntry>,
   wanted: readonly WantedTensor[],
   options: { indexFile: string; onProgress?: (loadedBytes: number, totalBytes: number) => void },
-): Promise<Map<string, WeightTensor>> {
-  const planned: { wanted: WantedTensor; entry: SafetensorsEntry }[] = [];
+): Promise<Map<string, FloatWeight>> {
+  const planned: SafetensorsEntry[] = [];
   for (const tensor of wanted) {
     const entry = entries.get(tensor.name);
     if (entry === undefined || entry.dtype === 'missing') {
@@ -168,42 +158,48 @@ export async function readSafetensorsTensors(
         { tensor: tensor.name, expectedShape: tensor.shape, actualShape: entry.shape },
       );
     }
-    planned.push({ wanted: tensor, entry });
+    planned.push(entry);
   }
 
-  const totalBytes = planned.reduce((sum, { entry }) => sum + entry.end - entry.begin, 0);
+  const totalBytes = planned.reduce((sum, entry) => sum + entry.end - entry.begin, 0);
   let loadedBytes = 0;
-  const result = new Map<string, WeightTensor>();
-  const byFile = new Map<string, typeof planned>();
-  for (const item of planned) byFile.set(item.entry.file, [...(byFile.get(item.entry.file) ?? []), item]);
-  for (const [file, items] of byFile) {
-    const handle = await open(file, 'r');
-    try {
-      for (const { entry } of items) {
-        const data = await readAsFloat32(handle, entry);
-        result.set(entry.name, { shape: entry.shape, data });
-        loadedBytes += entry.end - entry.begin;
-        options.onProgress?.(loadedBytes, totalBytes);
-      }
-    } finally {
-      await handle.close();
-    }
+  const result = new Map<string, FloatWeight>();
+  for (const entry of planned) {
+    result.set(entry.name, {
+      format: 'float32',
+      shape: entry.shape,
+      read: async (rows) => {
+        const handle = await open(entry.file, 'r');
+        try {
+          const data = await readAsFloat32(handle, entry, rows);
+          loadedBytes = Math.min(totalBytes, loadedBytes + (data.length * (entry.end - entry.begin)) / product(entry.shape));
+          options.onProgress?.(loadedBytes, totalBytes);
+          return data;
+        } finally {
+          await handle.close();
+        }
+      },
+    });
   }
   return result;
 }
 
-async function readAsFloat32(handle: Awaited<ReturnType<typeof open>>, entry: SafetensorsEntry): Promise<Float32Array> {
-  const count = product(entry.shape);
+async function readAsFloat32(handle: Awaited<ReturnType<typeof open>>, entry: SafetensorsEntry, rows: RowRange | undefined): Promise<Float32Array> {
+  const elementBytes = bytesPerElement[entry.dtype]!;
+  const perRow = rowLength(entry.shape);
+  const firstElement = (rows?.start ?? 0) * perRow;
+  const count = rows === undefined ? product(entry.shape) : (rows.end - rows.start) * perRow;
+  const begin = entry.begin + firstElement * elementBytes;
   const out = new Float32Array(count);
   if (entry.dtype === 'F32') {
-    await readFully(handle, new Uint8Array(out.buffer), entry);
+    await readFully(handle, new Uint8Array(out.buffer), entry, begin);
     return out;
   }
   // Half-width values are read into the upper half of the output's own buffer and widened front to back, so a
   // tensor needs no second allocation: element i is read from bytes [2·count + 2i, ...) before slot i (bytes
   // [4i, 4i + 4)) is written, and 4i + 4 <= 2·count + 2i holds for every i < count.
   const halves = new Uint16Array(out.buffer, count * 2, count);
-  await readFully(handle, new Uint8Array(out.buffer, count * 2, count * 2), entry);
+  await readFully(handle, new Uint8Array(out.buffer, count * 2, count * 2), entry, begin);
   const bits = new Uint32Array(out.buffer);
   if (entry.dtype === 'BF16') {
     for (let index = 0; index < count; index += 1) bits[index] = halves[index]! << 16;
@@ -213,10 +209,10 @@ async function readAsFloat32(handle: Awaited<ReturnType<typeof open>>, entry: Sa
   return out;
 }
 
-async function readFully(handle: Awaited<ReturnType<typeof open>>, target: Uint8Array, entry: SafetensorsEntry): Promise<void> {
+async function readFully(handle: Awaited<ReturnType<typeof open>>, target: Uint8Array, entry: SafetensorsEntry, begin: number): Promise<void> {
   let offset = 0;
   while (offset < target.byteLength) {
-    const { bytesRead } = await handle.read(target, offset, target.byteLength - offset, entry.begin + offset);
+    const { bytesRead } = await handle.read(target, offset, target.byteLength - offset, begin + offset);
     if (bytesRead === 0) {
       throw new CheckpointError('checkpoint_file_truncated', entry.file, 'ended while its data was being read', {
         tensor: entry.name,
@@ -224,16 +220,6 @@ async function readFully(handle: Awaited<ReturnType<typeof open>>, target: Uint8
     }
     offset += bytesRead;
   }
-}
-
-/** IEEE half precision to single precision, subnormals included. */
-export function float16ToFloat32(half: number): number {
-  const sign = half & 0x8000 ? -1 : 1;
-  const exponent = (half >> 10) & 0x1f;
-  const fraction = half & 0x3ff;
-  if (exponent === 0) return sign * fraction * 2 ** -24;
-  if (exponent === 0x1f) return fraction === 0 ? sign * Infinity : Number.NaN;
-  return sign * (1 + fraction / 1024) * 2 ** (exponent - 15);
 }
 
 function product(shape: readonly number[]): number {

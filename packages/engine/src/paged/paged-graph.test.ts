@@ -1,20 +1,25 @@
 import { fixturePath } from '@pagoda/fixtures';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { DataType, GraphBuilder, microsoftDomain } from '../model/graph-builder';
 import { bfloat16BitsToFloat32, float32ToBfloat16Bits, float32ToFloat16Bits, toHalfPrecision } from '../model/half';
 import { loadModelConfig } from '../model/model-config';
-import { dummyWeights } from '../model/model-weights';
+import { dummyWeights, quantizeModelWeights } from '../model/model-weights';
+import type { Quantization } from '../model/quantization';
 import { float16ToFloat32 } from '../model/safetensors';
+import { ModelFiles, WeightFile } from '../model/weight-file';
 import { layoutPagedBatch, metadataEntriesFor } from './paged-batch';
 import { buildPagedGraph, type PagedGraphOptions } from './paged-graph';
 
 const { onnx } = onnxProto;
 
-async function decodedGraph(name: 'tiny-qwen3' | 'tiny-llama' | 'tiny-qwen2', options: Partial<PagedGraphOptions> = {}) {
+async function decodedGraph(name: 'tiny-qwen3' | 'tiny-llama' | 'tiny-qwen2', options: Partial<PagedGraphOptions> = {}, quantization?: Quantization) {
   const config = await loadModelConfig(fixturePath(name));
-  const built = buildPagedGraph(config, dummyWeights(config, 1), {
+  const built = buildPagedGraph(config, quantizeModelWeights(dummyWeights(config, 1), quantization), {
     dtype: 'float16',
     attention: 'paged',
     fusedAttention: true,
@@ -58,8 +63,14 @@ describe('the CUDA graph (fused PagedAttention, pools as initializers)', () => {
     }
     expect(model.graph!.input!.map((input) => input.name)).not.toContain('key_cache.0');
     expect(built.poolBytes).toBe(2 * config.numLayers * 4 * 16 * 2 * 32 * 2);
-    const poolData = built.externalData.find((entry) => entry.data.byteLength === 4 * 16 * 2 * 32 * 2)!;
-    expect(poolData.data.every((byte) => byte === 0)).toBe(true);
+    // Zero pools are holes of the weight file: placed, never produced.
+    const poolEntry = built.weights.entry('key_cache.0@4')!;
+    expect(poolEntry.byteLength).toBe(4 * 16 * 2 * 32 * 2);
+    const directory = await mkdtemp(join(tmpdir(), 'pagoda-weight-file-'));
+    onTestFinished(() => rm(directory, { recursive: true, force: true }));
+    await built.weights.write(join(directory, WeightFile.fileName));
+    const bytes = await readFile(join(directory, WeightFile.fileName));
+    expect(bytes.subarray(poolEntry.offset, poolEntry.offset + poolEntry.byteLength).every((byte) => byte === 0)).toBe(true);
   });
 
   it('stores weights in float16 (q/k/v and gate/up packed), and returns float32 logits of the sampled rows only', async () => {
@@ -73,7 +84,7 @@ describe('the CUDA graph (fused PagedAttention, pools as initializers)', () => {
     const gather = model.graph!.node!.find((node) => node.output![0] === 'sampled_hidden')!;
     expect(gather.input![1]).toBe('logits_index');
     // The weights as stored: every checkpoint tensor once, two bytes a value.
-    const parameters = [...dummyWeights(config, 1).values()].reduce((sum, tensor) => sum + tensor.data.length, 0);
+    const parameters = [...dummyWeights(config, 1).values()].reduce((sum, tensor) => sum + tensor.shape.reduce((product, dim) => product * dim, 1), 0);
     expect(built.weightBytes).toBe(parameters * 2);
   });
 });
@@ -101,25 +112,40 @@ describe("ONNX Runtime's own checks of the GPU graphs (schemas, attributes, type
    * casts or found no kernel; a node that breaks an operator's schema fails at load, in the node's own validation.
    * (onnxruntime-node 1.29, the version the lent GPU machine runs, gave the same verdicts on these graphs.)
    */
-  const sessionFailure = async (model: Uint8Array, externalData: { path: string; data: Uint8Array }[] = []): Promise<string> =>
-    ort.InferenceSession.create(model, { externalData, logSeverityLevel: 4 }).then(
-      async (session) => {
-        await session.release();
-        return 'created';
-      },
-      (error: unknown) => (error as Error).message,
-    );
+  const sessionFailure = async (graph: { model: Uint8Array; weights: WeightFile }): Promise<string> => {
+    const files = await ModelFiles.create(graph.weights);
+    try {
+      const session = await ort.InferenceSession.create(await files.writeModel(graph.model), { logSeverityLevel: 4 });
+      await session.release();
+      return 'created';
+    } catch (error) {
+      return (error as Error).message;
+    } finally {
+      await files.remove();
+    }
+  };
   const passedLoad = /InsertedPrecisionFreeCast|Could not find an implementation for (?!PagedAttention)/;
 
   it.each([
-    ['tiny-qwen3', 'float16', true],
-    ['tiny-qwen3', 'float16', false],
-    ['tiny-llama', 'float16', true],
-    ['tiny-llama', 'bfloat16', true],
-    ['tiny-qwen2', 'float16', false],
-  ] as const)('accepts the %s graph in %s (fused attention: %s) at load', async (name, dtype, fusedAttention) => {
-    const { built } = await decodedGraph(name, { dtype, fusedAttention, pools: fusedAttention ? 'initializers' : 'inputs' });
-    const failure = await sessionFailure(built.model, built.externalData);
+    ['tiny-qwen3', 'float16', true, undefined],
+    ['tiny-qwen3', 'float16', false, undefined],
+    ['tiny-llama', 'float16', true, undefined],
+    ['tiny-llama', 'bfloat16', true, undefined],
+    ['tiny-qwen2', 'float16', false, undefined],
+    ['tiny-qwen3', 'float16', true, 'int4'],
+    ['tiny-llama', 'float16', true, 'int8'],
+    ['tiny-qwen2', 'float16', false, 'int8'],
+  ] as const)('accepts the %s graph in %s (fused attention: %s, quantized: %s) at load', async (name, dtype, fusedAttention, quantization) => {
+    const { built, model } = await decodedGraph(name, { dtype, fusedAttention, pools: fusedAttention ? 'initializers' : 'inputs' }, quantization);
+    if (quantization !== undefined) {
+      // MatMulNBits over packed q/k/v and gate/up, GatherBlockQuantized for the embedding; scales in the graph's dtype.
+      const ops = model.graph!.node!.map((node) => node.opType);
+      expect(ops.filter((op) => op === 'MatMulNBits').length).toBeGreaterThanOrEqual(3 * 2);
+      expect(ops).toContain('GatherBlockQuantized');
+      const scales = model.graph!.initializer!.find((tensor) => tensor.name === 'model.layers.0.self_attn.qkv_proj.weight.scales')!;
+      expect(scales.dataType).toBe(onnx.TensorProto.DataType.FLOAT16);
+    }
+    const failure = await sessionFailure(built);
     expect(failure).toMatch(passedLoad);
     expect(failure).not.toMatch(/In Node, \(/);
   });
@@ -133,7 +159,7 @@ describe("ONNX Runtime's own checks of the GPU graphs (schemas, attributes, type
     const inputs = ['q', 'k', 'v', 'key_cache', 'value_cache', 'cumulative_sequence_length', 'past_seqlens', 'block_table'];
     graph.node('PagedAttention', inputs, 'out', { num_heads: 2, kv_num_heads: 2, rotary_dim: 32 }, microsoftDomain);
     graph.output('out', DataType.FLOAT16, ['n', 64]);
-    expect(await sessionFailure(graph.finish().model)).toMatch(/In Node, \("out\.node", PagedAttention, "com\.microsoft"/);
+    expect(await sessionFailure(graph.finish())).toMatch(/In Node, \("out\.node", PagedAttention, "com\.microsoft"/);
   });
 });
 

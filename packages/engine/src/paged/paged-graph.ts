@@ -1,12 +1,14 @@
 import { ModelInputError } from '../errors';
-import { DataType, GraphBuilder, microsoftDomain } from '../model/graph-builder';
+import { bytesOf, DataType, embeddingNode, floatDataType, GraphBuilder, linearNode, microsoftDomain, packedLinearNode } from '../model/graph-builder';
 import { toHalfPrecision } from '../model/half';
 import type { ModelConfig } from '../model/model-config';
 import { layerKinds } from '../model/model-graph';
 import { hasOutputBias } from '../model/model-weights';
+import { blocksPerRow, bytesPerBlock, defaultAccuracyLevel } from '../model/quantization';
 import { ropeFrequencies, ropeType } from '../model/rope';
 import type { RopeFrequencies } from '../model/rope';
-import type { ModelWeights } from '../model/safetensors';
+import type { WeightFile } from '../model/weight-file';
+import type { ModelWeights } from '../model/weight-tensor';
 import { type PagedAttentionInputs, referencePagedAttention, type ReferencePrelude, referencePrelude } from './reference-attention';
 
 /** The element type of the GPU graph's weights, activations and KV pools. */
@@ -37,17 +39,19 @@ export interface PagedGraphOptions {
   /** Rows of the static cos/sin caches: the most positions a sequence may take (max_model_len). */
   readonly ropeRows: number;
   /**
-   * Initializers already converted to `dtype`, by name, filled as the graph converts more: graphs built from the same
-   * weights and dtype (a profiling runner and the real one) then convert each weight once.
+   * Where the initializers go. Graphs built from the same weights and dtype (a profiling runner and the real one)
+   * share one, so each weight is converted and written once.
    */
-  readonly convertedTensors?: Map<string, Uint8Array>;
+  readonly weightFile?: WeightFile;
+  /** MatMulNBits' `accuracy_level` for quantized weights (default {@link defaultAccuracyLevel}). */
+  readonly accuracyLevel?: number;
 }
 
 /** The built model and what the runner needs to know about it. */
 export interface PagedGraph {
   readonly model: Uint8Array;
-  readonly externalData: { path: string; data: Uint8Array }[];
-  /** Bytes of weights as the graph stores them (packed, converted). */
+  readonly weights: WeightFile;
+  /** Bytes of weights as the graph stores them (packed, converted, quantized codes and scales). */
   readonly weightBytes: number;
   /** Bytes of all layers' key and value pools. */
   readonly poolBytes: number;
@@ -58,12 +62,6 @@ export interface PagedGraph {
   /** The pools' shape: `[numBlocks, blockSize, kvHeads, headDim]`. */
   readonly poolShape: readonly number[];
 }
-
-const elementType: Record<PagedDtype, number> = {
-  float16: DataType.FLOAT16,
-  bfloat16: DataType.BFLOAT16,
-  float32: DataType.FLOAT,
-};
 
 /** Bytes per element of each dtype. */
 export const pagedDtypeBytes: Record<PagedDtype, number> = { float16: 2, bfloat16: 2, float32: 4 };
@@ -88,7 +86,8 @@ export const pagedDtypeBytes: Record<PagedDtype, number> = { float16: 2, bfloat1
  * values (`reference_key.L`, `reference_value.L`) and their slots (`reference_slots`), which its runner writes
  * into the pools, as the real operator does in place.
  *
- * The q/k/v projections are one packed GEMM and gate/up another; norms are ONNX Runtime's fused RMS norms
+ * The q/k/v projections are one packed GEMM (MatMulNBits for quantized weights) and gate/up another (separate ones,
+ * concatenated, when a GGUF stores the parts at different types); norms are ONNX Runtime's fused RMS norms
  * (`SkipSimplifiedLayerNormalization` adds the residual too); only the rows that sample reach the final norm and
  * the vocabulary projection, whose output is cast to float32.
  */
@@ -99,43 +98,50 @@ export function buildPagedGraph(config: ModelConfig, weights: ModelWeights, opti
       `PagedAttention's own rotary embedding needs a head size divisible by 16, got ${config.headDim}; use the unfused layout`,
     );
   }
-  const type = elementType[dtype];
-  const graph = new GraphBuilder(weights);
+  const type = floatDataType[dtype];
   const { headDim, numHeads, numKvHeads, rmsNormEps } = config;
   const kvWidth = numKvHeads * headDim;
   const slidingLayers = layerKinds(config);
   const dynamicRope = ropeType(config) === 'dynamic';
-  let weightBytes = 0;
+  const accuracyLevel = options.accuracyLevel ?? defaultAccuracyLevel;
 
-  /**
-   * A float32 array as an initializer of the graph's dtype, converted once per `convertedTensors` (the values are
-   * only computed when it does not hold the name yet). Returns the initializer's bytes.
-   */
-  const constantTensor = (name: string, shape: readonly number[], values: () => Float32Array): Uint8Array => {
-    let data = options.convertedTensors?.get(name);
-    if (data === undefined) {
-      const floats = values();
-      data =
-        dtype === 'float32'
-          ? new Uint8Array(floats.buffer, floats.byteOffset, floats.byteLength)
-          : new Uint8Array(toHalfPrecision(floats, dtype).buffer);
-      options.convertedTensors?.set(name, data);
+  const graph = new GraphBuilder(weights, options.weightFile);
+  let weightBytes = 0;
+  const counted = new Set<string>();
+  const countWeight = (name: string): void => {
+    if (counted.has(name)) return;
+    counted.add(name);
+    const tensor = graph.weightTensor(name);
+    const elements = tensor.shape.reduce((product, dim) => product * dim, 1);
+    if (tensor.format === 'float32') {
+      weightBytes += elements * pagedDtypeBytes[dtype];
+    } else {
+      const blocks = tensor.shape[0] * blocksPerRow(tensor.shape[1]);
+      weightBytes += blocks * (bytesPerBlock(tensor.format) + pagedDtypeBytes[dtype]);
     }
-    graph.tensor(name, type, shape, data);
-    return data;
   };
-  /** Checkpoint weights, concatenated along their first axis, as one initializer. */
-  const packedWeight = (name: string, parts: readonly string[]): string => {
-    if (graph.has(name)) return name;
-    const tensors = parts.map((part) => graph.weightData(part));
-    const rows = tensors.reduce((sum, tensor) => sum + tensor.shape[0]!, 0);
-    const shape = [rows, ...tensors[0]!.shape.slice(1)];
-    const values = () => (tensors.length === 1 ? tensors[0]!.data : concat(tensors.map((tensor) => tensor.data)));
-    weightBytes += constantTensor(name, shape, values).byteLength;
-    return name;
+
+  /** Float32 values computed here (the rotary caches) as an initializer of the graph's dtype. */
+  const constantTensor = (name: string, shape: readonly number[], values: () => Float32Array): string => {
+    const elements = shape.reduce((product, dim) => product * dim, 1);
+    return graph.lazyTensor(name, type, shape, elements * pagedDtypeBytes[dtype], () =>
+      dtype === 'float32' ? bytesOf(values()) : bytesOf(toHalfPrecision(values(), dtype)),
+    );
   };
-  const weight = (name: string): string => packedWeight(name, [name]);
+  const weight = (name: string): string => {
+    countWeight(name);
+    return graph.weight(name, dtype);
+  };
   const int64 = (name: string, values: number[]): string => graph.int64Constant(name, values);
+  /** `input · weightᵀ (+ bias)` over checkpoint weights, as linearNode builds it. */
+  const linear = (input: string, weightName: string, output: string, bias?: string): string => {
+    countWeight(weightName);
+    if (bias !== undefined) countWeight(bias);
+    return linearNode(graph, input, weightName, output, { bias, accuracyLevel, elementType: dtype });
+  };
+  /** q/k/v or gate/up as one projection (see packedLinearNode). */
+  const packedLinear = (input: string, name: string, parts: readonly string[], output: string, biases = false): string =>
+    packedLinearNode(graph, input, name, parts, output, { biases, accuracyLevel, elementType: dtype, onWeight: countWeight });
 
   graph.input('input_ids', DataType.INT32, ['num_tokens']);
   graph.input('cumulative_sequence_length', DataType.INT32, ['batch_plus_one']);
@@ -157,10 +163,10 @@ export function buildPagedGraph(config: ModelConfig, weights: ModelWeights, opti
 
   const poolShape = [numBlocks, blockSize, numKvHeads, headDim];
   const poolBytes = numBlocks * blockSize * kvWidth * pagedDtypeBytes[dtype];
-  // One zero buffer serves every pool initializer: ONNX Runtime copies each to the device.
-  const zeroPool = options.pools === 'initializers' ? new Uint8Array(poolBytes) : undefined;
+  // Zero-filled pool initializers are holes of the weight file, which ONNX Runtime copies to the device; the key
+  // holds the size, so a profiling runner's smaller pools sharing the file are their own entries.
   const pool = (name: string): string =>
-    zeroPool === undefined ? graph.input(name, type, poolShape) : graph.tensor(name, type, poolShape, zeroPool);
+    options.pools === 'initializers' ? graph.zeroTensor(name, type, poolShape, poolBytes, `${name}@${numBlocks}`) : graph.input(name, type, poolShape);
 
   const norm = (input: string, weightName: string, output: string): string =>
     graph.node('SimplifiedLayerNormalization', [input, weight(weightName)], output, {
@@ -179,20 +185,13 @@ export function buildPagedGraph(config: ModelConfig, weights: ModelWeights, opti
     );
     return [normed!, sum!];
   };
-  const linear = (input: string, weightName: string, output: string, bias?: string): string =>
-    graph.node('Gemm', bias === undefined ? [input, weightName] : [input, weightName, bias], output, { transB: 1 });
-
   let prelude: ReferencePrelude | undefined;
   let ropeRows: { cos: string; sin: string } | undefined;
   const attentionBlock = (normed: string, layer: number): string => {
     const prefix = `model.layers.${layer}.self_attn`;
     const name = (suffix: string): string => `layers.${layer}.${suffix}`;
     const projections = ['q_proj', 'k_proj', 'v_proj'].map((projection) => `${prefix}.${projection}`);
-    const qkvWeight = packedWeight(`${prefix}.qkv_proj.weight`, projections.map((projection) => `${projection}.weight`));
-    const qkvBias = config.attentionBias
-      ? packedWeight(`${prefix}.qkv_proj.bias`, projections.map((projection) => `${projection}.bias`))
-      : undefined;
-    const qkv = linear(normed, qkvWeight, name('qkv'), qkvBias);
+    const qkv = packedLinear(normed, `${prefix}.qkv_proj`, projections, name('qkv'), config.attentionBias);
     const keyCache = pool(`key_cache.${layer}`);
     const valueCache = pool(`value_cache.${layer}`);
     // ONNX Runtime's window counts the query's own position, as transformers' sliding_window does.
@@ -255,21 +254,22 @@ export function buildPagedGraph(config: ModelConfig, weights: ModelWeights, opti
       prelude ??= referencePrelude(graph, { blockSize, localWindowSizes });
       output = referencePagedAttention(graph, prelude, { ...attentionArgs, layer, headDim });
     }
-    const outputBias = hasOutputBias(config) ? weight(`${prefix}.o_proj.bias`) : undefined;
-    return linear(output, weight(`${prefix}.o_proj.weight`), name('o'), outputBias);
+    const outputBias = hasOutputBias(config) ? `${prefix}.o_proj.bias` : undefined;
+    return linear(output, `${prefix}.o_proj.weight`, name('o'), outputBias);
   };
 
   const mlpBlock = (normed: string, layer: number): string => {
     const prefix = `model.layers.${layer}.mlp`;
     const name = (suffix: string): string => `layers.${layer}.${suffix}`;
-    const gateUpWeight = packedWeight(`${prefix}.gate_up_proj.weight`, [`${prefix}.gate_proj.weight`, `${prefix}.up_proj.weight`]);
-    const gateUp = linear(normed, gateUpWeight, name('gate_up'));
+    const gateUp = packedLinear(normed, `${prefix}.gate_up_proj`, [`${prefix}.gate_proj`, `${prefix}.up_proj`], name('gate_up'));
     const [gate, up] = graph.nodeOutputs('Split', [gateUp], [name('gate'), name('up')], { axis: -1, num_outputs: 2 });
     const activated = graph.node('Mul', [gate!, graph.node('Sigmoid', [gate!], name('gate_sigmoid'))], name('gate_silu'));
-    return linear(graph.node('Mul', [activated, up!], name('gate_up_product')), weight(`${prefix}.down_proj.weight`), name('down'));
+    return linear(graph.node('Mul', [activated, up!], name('gate_up_product')), `${prefix}.down_proj.weight`, name('down'));
   };
 
-  let residual = graph.node('Gather', [weight('model.embed_tokens.weight'), 'input_ids'], 'embeddings', { axis: 0 });
+  countWeight('model.embed_tokens.weight');
+  // On a GPU a tied head and the embedding read one copy of the weights on the device.
+  let residual = embeddingNode(graph, 'model.embed_tokens.weight', 'input_ids', 'embeddings', { elementType: dtype, layout: 'shared' });
   let normed = norm(residual, 'model.layers.0.input_layernorm.weight', 'layers.0.input_norm');
   for (let layer = 0; layer < config.numLayers; layer += 1) {
     const attentionOut = attentionBlock(normed, layer);
@@ -282,7 +282,7 @@ export function buildPagedGraph(config: ModelConfig, weights: ModelWeights, opti
     }
   }
   const sampled = graph.node('Gather', [residual, 'logits_index'], 'sampled_hidden', { axis: 0 });
-  const head = config.tieWordEmbeddings ? weight('model.embed_tokens.weight') : weight('lm_head.weight');
+  const head = config.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
   const logits = linear(norm(sampled, 'model.norm.weight', 'final_norm'), head, 'logits_dtype');
   graph.node('Cast', [logits], 'logits', { to: DataType.FLOAT });
   graph.output('logits', DataType.FLOAT, ['num_logits', config.vocabSize]);
@@ -315,16 +315,6 @@ export function ropeCaches(frequencies: RopeFrequencies, rows: number): { cos: F
     }
   }
   return { cos, sin };
-}
-
-function concat(arrays: readonly Float32Array[]): Float32Array {
-  const out = new Float32Array(arrays.reduce((sum, array) => sum + array.length, 0));
-  let offset = 0;
-  for (const array of arrays) {
-    out.set(array, offset);
-    offset += array.length;
-  }
-  return out;
 }
 
 /** One layer's PagedAttention node: its inputs and attributes, and the name of its output. */

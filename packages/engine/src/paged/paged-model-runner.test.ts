@@ -6,7 +6,7 @@ import { parseModelConfig } from '../model/model-config';
 import { ModelRunner } from '../cpu/model-runner';
 import type { ModelRunnerRequest } from '../model-step';
 import { dummyWeights } from '../model/model-weights';
-import { blockAllocator, expectBatchedGreedyReference, logitsRow, maxDifference } from '../test-logits';
+import { argmax, blockAllocator, expectBatchedGreedyReference, logitsRow, maxDifference } from '../test-logits';
 import { KvPoolPersistenceError, PagedModelRunner } from './paged-model-runner';
 
 // The GPU runner's graph, batch layout and self-check on the CPU, with PagedAttention's contract written in standard
@@ -93,6 +93,36 @@ describe.each<[CheckpointName, 'fused' | 'unfused']>([
     const check = await runner.selfCheck();
     expect(check.error).toBeLessThan(1e-5);
     expect(check.lostWritesError).toBeGreaterThan(0.1);
+  });
+});
+
+describe.each<[CheckpointName, 'fused' | 'unfused', 'int8' | 'int4']>([
+  ['tiny-llama', 'fused', 'int8'],
+  ['tiny-qwen2', 'unfused', 'int4'],
+])('the paged runner (reference attention) on %s, %s, with %s weights (MatMulNBits, GatherBlockQuantized)', (name, attentionLayout, quantization) => {
+  it("gives the CPU runner's quantized logits within 1e-4 and its greedy tokens: q/k/v and gate/up packed as blocks", async () => {
+    const options = { numBlocks, blockSize, intraOpNumThreads: 1, quantization, accuracyLevel: 1 };
+    const [paged, cpu] = await Promise.all([
+      PagedModelRunner.load(fixturePath(name), { ...options, device: 'cpu', maxModelLen: 1024, attentionLayout }),
+      ModelRunner.load(fixturePath(name), options),
+    ]);
+    try {
+      const allocate = blockAllocator(numBlocks, blockSize, 29);
+      for (const prompt of readReference(name).prompts.slice(0, 2)) {
+        const blockTable = allocate(prompt.ids.length + 8);
+        let step: ModelRunnerRequest[] = [{ tokenIds: prompt.ids, numComputedTokens: 0, blockTable, logits: 'all' }];
+        for (let generated = 0; generated < 8; generated += 1) {
+          const [ours, theirs] = [await paged.execute(step), await cpu.execute(step)];
+          expect(maxDifference(ours.logits, theirs.logits)).toBeLessThan(1e-4);
+          const last = ours.logitsRowStart[1]! - 1;
+          const token = argmax(logitsRow(ours.logits, ours.vocabSize, last));
+          expect(token).toBe(argmax(logitsRow(theirs.logits, theirs.vocabSize, last)));
+          step = [{ tokenIds: [token], numComputedTokens: prompt.ids.length + generated, blockTable }];
+        }
+      }
+    } finally {
+      await Promise.all([paged.release(), cpu.release()]);
+    }
   });
 });
 

@@ -7,10 +7,11 @@ import { toHalfPrecision } from '../model/half';
 import { loadModelConfig } from '../model/model-config';
 import type { ModelConfig } from '../model/model-config';
 import type { ModelRunnerOutput, ModelRunnerRequest } from '../model-step';
-import { loadModelWeights } from '../model/model-weights';
+import { loadModelWeights, type ModelWeightsOptions } from '../model/model-loader';
 import { ropeFrequencies, ropeType } from '../model/rope';
 import { onnxRuntimeVersion } from '../runtime';
-import type { ModelWeights } from '../model/safetensors';
+import type { ModelFiles } from '../model/weight-file';
+import type { ModelWeights } from '../model/weight-tensor';
 import { layoutPagedBatch, metadataEntriesFor, type PagedBatchContext } from './paged-batch';
 import { buildPagedGraph, defaultAttentionLayout, type PagedDtype, ropeCaches } from './paged-graph';
 
@@ -36,8 +37,13 @@ export interface PagedModelRunnerOptions {
    * reference runs either.
    */
   readonly attentionLayout?: 'fused' | 'unfused';
-  /** See PagedGraphOptions.convertedTensors: share one between runners built from the same weights. */
-  readonly convertedTensors?: Map<string, Uint8Array>;
+  /**
+   * The folder of the weight file and models, shared between runners built from the same weights (the profiling
+   * runner and the real one), so each weight is converted and written once; its owner removes it.
+   */
+  readonly files?: ModelFiles;
+  /** MatMulNBits' `accuracy_level` for quantized weights (default: the engine's). */
+  readonly accuracyLevel?: number;
   /** ONNX Runtime's intra-op threads (CPU). */
   readonly intraOpNumThreads?: number;
   /**
@@ -90,7 +96,6 @@ export class PagedModelRunner implements ModelExecutor {
   private readonly dynamicRope: boolean;
   private readonly maxModelLen: number;
   private readonly dropPoolWrites: boolean;
-  private readonly keepAlive: readonly unknown[];
   private readonly helperSessions: readonly ort.InferenceSession[];
 
   private constructor(fields: {
@@ -104,7 +109,6 @@ export class PagedModelRunner implements ModelExecutor {
     poolBytes: number;
     dynamicRope: boolean;
     fusedAttention: boolean;
-    keepAlive: readonly unknown[];
     helperSessions: readonly ort.InferenceSession[];
   }) {
     const { config, options } = fields;
@@ -121,7 +125,6 @@ export class PagedModelRunner implements ModelExecutor {
     this.dynamicRope = fields.dynamicRope;
     this.maxModelLen = options.maxModelLen;
     this.dropPoolWrites = options.dropPoolWrites ?? false;
-    this.keepAlive = fields.keepAlive;
     this.helperSessions = fields.helperSessions;
     this.batchContext = {
       blockSize: options.blockSize,
@@ -135,11 +138,7 @@ export class PagedModelRunner implements ModelExecutor {
   /** Loads a checkpoint folder (or dummy weights from its config.json) and builds the runner. */
   static async load(
     modelDir: string,
-    options: PagedModelRunnerOptions & {
-      loadFormat?: 'safetensors' | 'dummy';
-      seed?: number;
-      onProgress?: (loadedBytes: number, totalBytes: number) => void;
-    },
+    options: PagedModelRunnerOptions & ModelWeightsOptions,
   ): Promise<PagedModelRunner> {
     const config = await loadModelConfig(modelDir);
     ropeType(config, `${modelDir}/config.json`);
@@ -171,7 +170,8 @@ export class PagedModelRunner implements ModelExecutor {
       numBlocks,
       blockSize,
       ropeRows: options.maxModelLen,
-      ...(options.convertedTensors === undefined ? {} : { convertedTensors: options.convertedTensors }),
+      ...(options.files === undefined ? {} : { weightFile: options.files.weights }),
+      ...(options.accuracyLevel === undefined ? {} : { accuracyLevel: options.accuracyLevel }),
     });
     const session = await startSession(graph, executionProvider, {
       ...(device === 'cuda' ? { provider: { name: 'cuda', deviceId: options.deviceId ?? 0 } } : {}),
@@ -179,12 +179,11 @@ export class PagedModelRunner implements ModelExecutor {
       // Weights and pools straight from the device allocator: through the arena, which grows in powers of two, a
       // pool could reserve up to twice its size of a memory budget planned to the block.
       ...(device === 'cuda' ? { extra: { session: { use_device_allocator_for_initializers: '1' } } } : {}),
+      ...(options.files === undefined ? {} : { files: options.files }),
     });
 
     const poolFeeds: Record<string, ort.Tensor> = {};
     let poolArrays: Map<string, Float32Array> | undefined;
-    // On the CPU ONNX Runtime may keep pointing into the initializers' bytes: they live as long as the runner.
-    const keepAlive: unknown[] = [graph.externalData];
     const helperSessions: ort.InferenceSession[] = [];
     const poolNames = Array.from({ length: config.numLayers }, (_, layer) => [`key_cache.${layer}`, `value_cache.${layer}`]).flat();
     if (device === 'cpu') {
@@ -213,7 +212,6 @@ export class PagedModelRunner implements ModelExecutor {
       poolBytes: graph.poolBytes,
       dynamicRope: graph.dynamicRope,
       fusedAttention,
-      keepAlive,
       helperSessions,
     });
   }
@@ -317,9 +315,9 @@ export class PagedModelRunner implements ModelExecutor {
 async function zeroPoolSession(rank: number): Promise<ort.InferenceSession> {
   const graph = new GraphBuilder(new Map());
   graph.input('shape', DataType.INT64, [rank]);
-  graph.tensor('zero', DataType.FLOAT16, [1], new Uint8Array(2));
+  graph.inlineConstant('zero', DataType.FLOAT16, [1], new Uint8Array(2));
   graph.node('Expand', ['zero', 'shape'], 'pool');
   graph.output('pool', DataType.FLOAT16, Array.from({ length: rank }, (_, axis) => `d${axis}`));
-  const { model, externalData } = graph.finish();
-  return ort.InferenceSession.create(model, { executionProviders: ['webgpu'], externalData, preferredOutputLocation: 'gpu-buffer' });
+  const { model } = graph.finish();
+  return ort.InferenceSession.create(model, { executionProviders: ['webgpu'], preferredOutputLocation: 'gpu-buffer' });
 }

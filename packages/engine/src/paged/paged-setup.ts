@@ -1,7 +1,10 @@
 import { formatBytes, kvCacheBytesPerBlock, planKvCache, type KvCachePlan } from '@pagoda/kv-cache';
 import type { ModelConfig } from '../model/model-config';
+import type { ModelWeights } from '../model/weight-tensor';
 import type { ModelRunnerRequest } from '../model-step';
-import { loadModelWeights } from '../model/model-weights';
+import { loadModelWeights } from '../model/model-loader';
+import type { Quantization } from '../model/quantization';
+import { ModelFiles } from '../model/weight-file';
 import { checkStartupFreeMemory, GpuMemoryError, type GpuProbe, planGpuKvBlocks, selectDevice } from './gpu-device';
 import { pagedDtypeBytes, type PagedDtype } from './paged-graph';
 import { type PagedDevice, PagedModelRunner } from './paged-model-runner';
@@ -24,6 +27,10 @@ export interface PagedSetupOptions {
   readonly kvCache: KvCachePlan | undefined;
   readonly loadFormat: 'safetensors' | 'dummy';
   readonly seed: number;
+  /** Weight-only quantization of the checkpoint's float weights (MatMulNBits). */
+  readonly quantization?: Quantization;
+  /** MatMulNBits' `accuracy_level`. */
+  readonly accuracyLevel?: number;
   readonly intraOpNumThreads?: number;
   readonly onProgress?: (loadedBytes: number, totalBytes: number) => void;
   /** Reads device memory (default nvidia-smi); needed only when the KV cache is profiled. */
@@ -49,18 +56,28 @@ export interface PagedSetup {
  * their writes (PagedModelRunner.selfCheck), refusing to start otherwise.
  */
 export async function createPagedRunner(options: PagedSetupOptions): Promise<PagedSetup> {
+  const weights = await loadModelWeights(options.modelDir, options.config, options);
+  // The profiling runner and the real one share the weights: each is converted (or quantized) and written once.
+  const files = await ModelFiles.create();
+  try {
+    return await createPagedRunnerOn(options, weights, files);
+  } finally {
+    await files.remove();
+  }
+}
+
+async function createPagedRunnerOn(options: PagedSetupOptions, weights: ModelWeights, files: ModelFiles): Promise<PagedSetup> {
   const { config, blockSize } = options;
   const poolByteLimit = options.maxPoolBytes ?? maxPoolBytes;
-  const weights = await loadModelWeights(options.modelDir, config, options);
   const runnerOptions = {
     blockSize,
-    // The profiling runner and the real one share the weights: each is converted to the device's dtype once.
-    convertedTensors: new Map<string, Uint8Array>(),
+    files,
     device: options.device,
     maxModelLen: options.maxModelLen,
     ...(options.dtype === 'float32' ? {} : { dtype: options.dtype }),
     ...(options.intraOpNumThreads === undefined ? {} : { intraOpNumThreads: options.intraOpNumThreads }),
     ...(options.dropPoolWrites === undefined ? {} : { dropPoolWrites: options.dropPoolWrites }),
+    ...(options.accuracyLevel === undefined ? {} : { accuracyLevel: options.accuracyLevel }),
   };
   const log: string[] = [];
   const shape = { numLayers: config.numLayers, numKvHeads: config.numKvHeads, headDim: config.headDim, dtypeBytes: pagedDtypeBytes[options.dtype] };

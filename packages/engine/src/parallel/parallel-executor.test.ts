@@ -9,6 +9,7 @@ import { loadModelConfig, parseModelConfig } from '../model/model-config';
 import { ModelRunner } from '../cpu/model-runner';
 import type { ModelRunnerOutput, ModelRunnerRequest } from '../model-step';
 import { dummyWeights } from '../model/model-weights';
+import type { Quantization } from '../model/quantization';
 import { writeSafetensors } from '../model/test-safetensors';
 import { createParallelModelExecutor } from './parallel-executor';
 import { argmax, maxDifference } from '../test-logits';
@@ -35,9 +36,15 @@ const layouts: Array<[CheckpointName, number, number]> = [
   ['tiny-qwen3', 2, 3],
 ];
 
-/** A parallel executor over `modelDir`'s checkpoint at tensor-parallel size `tp` and pipeline size `pp`. */
-async function startParallel(modelDir: string, tp: number, pp: number): Promise<ModelExecutor> {
+/**
+ * A parallel executor over `modelDir`'s checkpoint at tensor-parallel size `tp` and pipeline size `pp`, quantized
+ * with MatMulNBits' exact float32 arithmetic (accuracy_level 1) when `quantization` is given: at level 4 an
+ * activation whose float32 sum differs in the last bit (the all-reduce adds in another order) can round to another
+ * int8 code, a step of 1/127 of its block, so tensor-parallel logits then differ from one rank's by more than 1e-4.
+ */
+async function startParallel(modelDir: string, tp: number, pp: number, quantization?: Quantization): Promise<ModelExecutor> {
   return createParallelModelExecutor({
+    ...(quantization === undefined ? {} : { quantization, accuracyLevel: 1 }),
     modelDir,
     modelConfig: await loadModelConfig(modelDir),
     tensorParallelSize: tp,
@@ -54,8 +61,11 @@ async function startParallel(modelDir: string, tp: number, pp: number): Promise<
   });
 }
 
-async function startBoth(modelDir: string, tp: number, pp: number): Promise<[ModelRunner, ModelExecutor]> {
-  return Promise.all([ModelRunner.load(modelDir, { numBlocks, blockSize, intraOpNumThreads: 1 }), startParallel(modelDir, tp, pp)]);
+async function startBoth(modelDir: string, tp: number, pp: number, quantization?: Quantization): Promise<[ModelRunner, ModelExecutor]> {
+  return Promise.all([
+    ModelRunner.load(modelDir, { numBlocks, blockSize, intraOpNumThreads: 1, ...(quantization === undefined ? {} : { quantization, accuracyLevel: 1 }) }),
+    startParallel(modelDir, tp, pp, quantization),
+  ]);
 }
 
 /**
@@ -155,6 +165,25 @@ describe.each(layouts)('%s at tensor_parallel_size %i, pipeline_parallel_size %i
   });
 });
 
+describe.each<[CheckpointName, number, number, Quantization]>([
+  ['tiny-llama', 2, 1, 'int8'],
+  ['tiny-qwen3', 2, 2, 'int4'],
+])('%s at tensor_parallel_size %i, pipeline_parallel_size %i, quantized %s', (checkpoint, tp, pp, quantization) => {
+  let single: ModelRunner;
+  let parallel: ModelExecutor;
+  beforeAll(async () => {
+    [single, parallel] = await startBoth(fixturePath(checkpoint), tp, pp, quantization);
+  });
+  afterAll(async () => {
+    await Promise.all([single?.release(), parallel?.release()]);
+  });
+
+  it("gives one quantized rank's logits within 1e-4: the shards fall on block boundaries, so every rank holds the very blocks", async () => {
+    const { worst } = await compareSteps(single, parallel, readReference(checkpoint).prompts.map((prompt) => prompt.ids), 6);
+    worstByLayout[`${checkpoint} tp${tp} pp${pp} ${quantization}`] = worst;
+  });
+});
+
 describe('a Mistral-style checkpoint: o_proj biases, sliding-window attention, a vocabulary tp 2 does not divide', () => {
   // vocab 1001 splits into slices of 501 and 500: the last all-gathered slice is padded. Llama's attention_bias puts
   // a bias on o_proj, which only tensor-parallel rank 0 adds. Every layer attends within 8 tokens.
@@ -180,10 +209,12 @@ describe('a Mistral-style checkpoint: o_proj biases, sliding-window attention, a
     await writeFile(join(modelDir, 'config.json'), JSON.stringify(config));
     // dummyWeights leaves biases at zero; give them values so a bias added twice (or never) shows.
     let state = 12345;
-    const tensors = [...dummyWeights(parseModelConfig(config), 3)].map(([name, { shape, data }]) => {
+    const tensors = [];
+    for (const [name, tensor] of dummyWeights(parseModelConfig(config), 3)) {
+      const data = (await tensor.read()) as Float32Array;
       const values = name.endsWith('.bias') ? data.map(() => ((state = (state * 1103515245 + 12345) % 2 ** 31) / 2 ** 31 - 0.5) * 0.5) : data;
-      return { name, dtype: 'F32', shape: [...shape], bytes: new Uint8Array(values.buffer, values.byteOffset, values.byteLength) };
-    });
+      tensors.push({ name, dtype: 'F32', shape: [...tensor.shape], bytes: new Uint8Array(values.buffer, values.byteOffset, values.byteLength) });
+    }
     await writeSafetensors(join(modelDir, 'model.safetensors'), tensors);
     [single, parallel] = await startBoth(modelDir, 2, 2);
   });

@@ -4,6 +4,7 @@ import { availableParallelism } from 'node:os';
 import { executeInAttentionGroups } from '../cpu/attention-groups';
 import type { ModelExecutor } from '../core/engine-core';
 import type { ModelConfig } from '../model/model-config';
+import type { Quantization } from '../model/quantization';
 import type { ModelRunnerOutput, ModelRunnerRequest } from '../model-step';
 import { workerEntry } from '../worker-entry';
 import { outputRankOf } from './rank-runner';
@@ -20,6 +21,10 @@ export interface ParallelModelExecutorOptions {
   readonly blockSize: number;
   readonly loadFormat: 'safetensors' | 'dummy';
   readonly seed: number;
+  /** Weight-only quantization of the checkpoint's float weights (MatMulNBits), the same on every rank. */
+  readonly quantization?: Quantization;
+  /** MatMulNBits' `accuracy_level`. */
+  readonly accuracyLevel?: number;
   /** Intra-op threads of each rank; default the cores divided by the ranks (at least 1), so they do not oversubscribe. */
   readonly intraOpNumThreads?: number;
   /** Most tokens in a step: sizes the shared slot that all-reduces and stage-to-stage transfers go through. */
@@ -52,6 +57,8 @@ export async function createParallelModelExecutor(options: ParallelModelExecutor
     modelDir: options.modelDir,
     loadFormat: options.loadFormat,
     seed: options.seed,
+    quantization: options.quantization,
+    accuracyLevel: options.accuracyLevel,
     numBlocks: options.numBlocks,
     blockSize: options.blockSize,
     intraOpNumThreads: options.intraOpNumThreads ?? Math.max(1, Math.floor(availableParallelism() / worldSize)),

@@ -3,22 +3,27 @@ import type { Communicator, PartitionPlan, RankContext, RankPartition } from '@p
 import * as ort from 'onnxruntime-node';
 import { layoutBatch } from '../cpu/batch-layout';
 import type { BatchLayoutContext } from '../cpu/batch-layout';
+import { allocateKvPool } from '../cpu/kv-pool';
+import { startSession } from '../execution-provider';
 import { loadModelConfig } from '../model/model-config';
 import type { ModelConfig } from '../model/model-config';
 import { buildSegmentGraph } from '../model/model-graph';
 import type { GraphSegment } from '../model/model-graph';
 import type { ModelRunnerOutput, ModelRunnerRequest } from '../model-step';
-import { dummyWeights, hasOutputBias } from '../model/model-weights';
+import { hasOutputBias } from '../model/model-weights';
+import { loadModelWeights } from '../model/model-loader';
+import type { Quantization } from '../model/quantization';
 import { ropeFrequencies, ropeType } from '../model/rope';
-import { readSafetensorsIndex, readSafetensorsTensors } from '../model/safetensors';
-import type { ModelWeights } from '../model/safetensors';
-import { modelShape, rankWantedWeights, rankWeights } from './rank-weights';
+import { ModelFiles } from '../model/weight-file';
+import { modelShape, rankWeights } from './rank-weights';
 
 /** What every rank's worker is given (plain data: it is cloned into each worker). */
 export interface RankWorkerData {
   readonly modelDir: string;
   readonly loadFormat: 'safetensors' | 'dummy';
   readonly seed: number;
+  readonly quantization: Quantization | undefined;
+  readonly accuracyLevel: number | undefined;
   readonly numBlocks: number;
   readonly blockSize: number;
   /** ONNX Runtime intra-op threads of this rank's sessions. */
@@ -106,8 +111,8 @@ export class RankModelRunner {
     this.kvWidth = (partition.kvHeads.end - partition.kvHeads.start) * config.headDim;
     const numSlots = data.numBlocks * data.blockSize;
     for (let layer = partition.layers.start; layer < partition.layers.end; layer += 1) {
-      const keys = new Float32Array(numSlots * this.kvWidth);
-      const values = new Float32Array(numSlots * this.kvWidth);
+      const keys = allocateKvPool(numSlots * this.kvWidth);
+      const values = allocateKvPool(numSlots * this.kvWidth);
       this.keyPools.set(layer, keys);
       this.valuePools.set(layer, values);
       this.poolTensors[`key_pool.${layer}`] = new ort.Tensor('float32', keys, [numSlots, this.kvWidth]);
@@ -133,36 +138,39 @@ export class RankModelRunner {
     ropeType(config, `${data.modelDir}/config.json`);
     const plan = partitionPlan(modelShape(config), data);
     const partition = plan.ranks[rank]!;
-    let weights: ModelWeights;
-    if (data.loadFormat === 'dummy') {
-      // The dummy weights come from one seeded stream over every tensor: each rank makes them all, keeps its shards.
-      weights = dummyWeights(config, data.seed);
-    } else {
-      const { indexFile, entries } = await readSafetensorsIndex(data.modelDir);
-      weights = await readSafetensorsTensors(entries, rankWantedWeights(config, partition), { indexFile });
-    }
+    // Every rank sees the whole model's weights (the dummy ones are one seeded stream over every tensor) but reads
+    // only its shards of them, as its weight file is written.
+    const weights = await loadModelWeights(data.modelDir, config, {
+      loadFormat: data.loadFormat,
+      seed: data.seed,
+      ...(data.quantization === undefined ? {} : { quantization: data.quantization }),
+      onProgress: () => undefined,
+    });
     const shards = rankWeights(config, weights, partition);
     const segments: Segment[] = [];
     let hasSlidingLayers = false;
+    const files = await ModelFiles.create();
     try {
       for (const spec of rankSegments(config, plan, partition)) {
-        const graph = buildSegmentGraph(config, shards, spec);
+        const graph = buildSegmentGraph(config, shards, spec, {
+          weightFile: files.weights,
+          ...(data.accuracyLevel === undefined ? {} : { accuracyLevel: data.accuracyLevel }),
+        });
         const attentionLayers = spec.blocks.filter((block) => block.kind === 'attention').map((block) => block.layer);
         hasSlidingLayers ||= attentionLayers.some((layer) => graph.slidingLayers[layer]);
-        const session = await ort.InferenceSession.create(graph.model, {
-          executionProviders: ['cpu'],
-          graphOptimizationLevel: 'all',
-          externalData: graph.externalData,
+        const session = await startSession(graph, 'cpu', {
           intraOpNumThreads: data.intraOpNumThreads,
-          interOpNumThreads: 1,
           // Each session has its own intra-op pool; only one runs at a time, so idle pools must not spin.
           ...(data.intraOpNumThreads > 1 ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
+          files,
         });
         segments.push({ spec, session, attentionLayers });
       }
     } catch (error) {
       await Promise.all(segments.map((segment) => segment.session.release()));
       throw error;
+    } finally {
+      await files.remove();
     }
     return new RankModelRunner(config, plan, partition, segments, communicator, data, hasSlidingLayers);
   }

@@ -1,8 +1,16 @@
-import type { ModelShape, RankPartition } from '@pagoda/parallel';
+import { partitionPlan, type ModelShape, type RankPartition } from '@pagoda/parallel';
 import { CheckpointError } from '../errors';
 import type { ModelConfig } from '../model/model-config';
-import { expectedWeights, hasOutputBias } from '../model/model-weights';
-import type { ModelWeights, WantedTensor, WeightTensor } from '../model/safetensors';
+import { hasOutputBias } from '../model/model-weights';
+import { quantizationBlockSize } from '../model/quantization';
+import {
+  columnShardFallsOnBlocks,
+  type ModelWeights,
+  type WeightFormat,
+  weightColumns,
+  type WeightTensor,
+  weightRows,
+} from '../model/weight-tensor';
 
 /** The dimensions of `config` that decide how it splits over ranks. */
 export function modelShape(config: ModelConfig): ModelShape {
@@ -18,34 +26,19 @@ export function modelShape(config: ModelConfig): ModelShape {
 }
 
 /**
- * The checkpoint tensors a rank reads: its stage's layers, the embedding on the first stage, the final norm and the
- * vocabulary projection on the last (the embedding there too when the model ties them).
- */
-export function rankWantedWeights(config: ModelConfig, partition: RankPartition): WantedTensor[] {
-  const { layers } = partition;
-  return expectedWeights(config).filter(({ name }) => {
-    const layer = /^model\.layers\.(\d+)\./.exec(name);
-    if (layer !== null) return Number(layer[1]) >= layers.start && Number(layer[1]) < layers.end;
-    if (name === 'model.embed_tokens.weight') {
-      return partition.embedsTokens || (partition.producesLogits && config.tieWordEmbeddings);
-    }
-    return partition.producesLogits;
-  });
-}
-
-/**
  * A rank's shards of `weights`, under their Hugging Face names (the graph builder reads them as it reads the whole
  * model), with the vocabulary projection always as `lm_head.weight`:
  *
  * ```text
- * q_proj, k_proj, v_proj (+ biases), gate_proj, up_proj   rows of the rank's heads / MLP slice   views, no copy
- * o_proj, down_proj                                       columns of the same                  copied
- * lm_head (or the tied embedding)                         rows of the rank's vocabulary        a view of the
- *                                                                                              embedding when tied
+ * q_proj, k_proj, v_proj (+ biases), gate_proj, up_proj   rows of the rank's heads / MLP slice
+ * o_proj, down_proj                                       columns of the same (block-aligned when quantized)
+ * lm_head (or the tied embedding)                         rows of the rank's vocabulary
  * norms, q_norm / k_norm (per head), embed_tokens         whole on every rank of the stage
  * ```
  *
- * o_proj's bias (Llama's `attention_bias`) goes to tensor-parallel rank 0 only: the all-reduce adds it once.
+ * Shards are read from the whole weights only when the rank's weight file is written, so a rank reads its own part
+ * of each tensor. o_proj's bias (Llama's `attention_bias`) goes to tensor-parallel rank 0 only: the all-reduce adds
+ * it once.
  */
 export function rankWeights(config: ModelConfig, weights: ModelWeights, partition: RankPartition): ModelWeights {
   const shards = new Map<string, WeightTensor>();
@@ -60,20 +53,10 @@ export function rankWeights(config: ModelConfig, weights: ModelWeights, partitio
     shards.set(name, tensor(name));
   };
   const rows = (name: string, range: { start: number; end: number }, as = name): void => {
-    const { shape, data } = tensor(name);
-    const width = shape.length === 1 ? 1 : shape[1]!;
-    const shape2 = shape.length === 1 ? [range.end - range.start] : [range.end - range.start, width];
-    shards.set(as, { shape: shape2, data: data.subarray(range.start * width, range.end * width) });
+    shards.set(as, weightRows(tensor(name), range));
   };
   const columns = (name: string, range: { start: number; end: number }): void => {
-    const { shape, data } = tensor(name);
-    const [height, width] = shape as [number, number];
-    const columnCount = range.end - range.start;
-    const shard = new Float32Array(height * columnCount);
-    for (let row = 0; row < height; row += 1) {
-      shard.set(data.subarray(row * width + range.start, row * width + range.end), row * columnCount);
-    }
-    shards.set(name, { shape: [height, columnCount], data: shard });
+    shards.set(name, weightColumns(tensor(name), range));
   };
 
   if (partition.embedsTokens) whole('model.embed_tokens.weight');
@@ -103,11 +86,40 @@ export function rankWeights(config: ModelConfig, weights: ModelWeights, partitio
     whole('model.norm.weight');
     const head = config.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
     rows(head, partition.vocabulary, 'lm_head.weight');
-    if (config.tieWordEmbeddings && !partition.embedsTokens) {
-      // A view would keep the whole embedding alive on a stage that never embeds: keep only the slice.
-      const view = shards.get('lm_head.weight')!;
-      shards.set('lm_head.weight', { shape: view.shape, data: view.data.slice() });
-    }
   }
   return shards;
+}
+
+/**
+ * Why `tensorParallelSize` cannot shard the weights of the given formats on block boundaries (undefined when it
+ * can): a row-parallel weight (o_proj, down_proj) that is quantized must split into whole 32-element blocks, or the
+ * ranks would hold blocks no single rank quantizes, and their sums would no longer equal one rank's.
+ */
+export function quantizedShardProblem(
+  config: ModelConfig,
+  tensorParallelSize: number,
+  formatOf: (name: string) => WeightFormat,
+): string | undefined {
+  if (tensorParallelSize === 1) return undefined;
+  const plan = partitionPlan(modelShape(config), { tensorParallelSize, pipelineParallelSize: 1 });
+  const splits = [
+    { projection: 'self_attn.o_proj', width: config.numHeads * config.headDim, range: (rank: RankPartition) => rank.oProjColumns, unit: 'query heads × head_dim' },
+    { projection: 'mlp.down_proj', width: config.intermediateSize, range: (rank: RankPartition) => rank.downProjColumns, unit: 'intermediate_size' },
+  ];
+  for (const { projection, width, range, unit } of splits) {
+    for (let layer = 0; layer < config.numLayers; layer += 1) {
+      const name = `model.layers.${layer}.${projection}.weight`;
+      const format = formatOf(name);
+      if (format === 'float32') continue;
+      const broken = plan.ranks.find((rank) => !columnShardFallsOnBlocks(range(rank), width));
+      if (broken === undefined) continue;
+      const shard = range(broken);
+      return (
+        `tensor_parallel_size ${tensorParallelSize} splits the ${width} input columns (${unit}) of ${name}, stored as ${format}, ` +
+        `at [${shard.start}, ${shard.end}), not on its ${quantizationBlockSize}-element quantization blocks; ` +
+        `choose a tensor_parallel_size whose shards are multiples of ${quantizationBlockSize} columns, or no quantization`
+      );
+    }
+  }
+  return undefined;
 }

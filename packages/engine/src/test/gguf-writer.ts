@@ -1,7 +1,8 @@
 import { open } from 'node:fs/promises';
+import { ggmlBlockLayout, type GgmlTypeName, ggmlTypes } from '../model/ggml-blocks';
 
 /**
- * GGUF v3, little-endian, the subset llama.cpp needs for an F32 model:
+ * GGUF v3, little-endian, as llama.cpp writes it (for tests and peer benchmarks: the engine only reads GGUF):
  *
  * ```
  * "GGUF" u32:3  u64:tensor_count  u64:kv_count
@@ -32,15 +33,24 @@ export type GgufValue =
   | { readonly type: ScalarType; readonly value: number | bigint | boolean | string }
   | { readonly type: 'array'; readonly elementType: ScalarType; readonly values: ReadonlyArray<number | bigint | boolean | string> };
 
+/** A tensor to write: its name, shape, ggml type and the bytes of its blocks (made when the tensor is written). */
 export interface GgufTensor {
   readonly name: string;
   /** Row-major shape as PyTorch and safetensors write it (slowest dimension first); GGUF stores it reversed. */
   readonly shape: readonly number[];
-  readonly data: Float32Array;
+  readonly type: GgmlTypeName;
+  readonly data: () => Uint8Array | Promise<Uint8Array>;
 }
 
-const ggmlTypeF32 = 0;
 export const ggufAlignment = 32;
+
+/** Bytes of a tensor of `shape` stored as `type`. */
+export function ggufTensorBytes(type: GgmlTypeName, shape: readonly number[]): number {
+  const elements = shape.reduce((product, dim) => product * dim, 1);
+  const { elements: perBlock, bytes } = ggmlBlockLayout[type];
+  if (shape.length > 0 && shape[shape.length - 1]! % perBlock !== 0) throw new Error(`rows of ${shape[shape.length - 1]} elements are not whole ${type} blocks`);
+  return (elements / perBlock) * bytes;
+}
 
 /** Builds the bytes of values and headers; tensors' data are written separately so no copy of them is made. */
 class ByteBuilder {
@@ -146,34 +156,36 @@ export function ggufHeader(metadata: ReadonlyMap<string, GgufValue>, tensors: re
   const offsets: number[] = [];
   let offset = 0;
   for (const tensor of tensors) {
-    const elements = tensor.shape.reduce((product, dim) => product * dim, 1);
-    if (elements !== tensor.data.length) throw new Error(`tensor ${tensor.name}: shape [${tensor.shape.join(', ')}] does not hold ${tensor.data.length} values`);
     builder.string(tensor.name);
     builder.u32(tensor.shape.length);
     for (const dim of [...tensor.shape].reverse()) builder.u64(dim);
-    builder.u32(ggmlTypeF32);
+    builder.u32(ggmlTypes[tensor.type]);
     builder.u64(offset);
     offsets.push(offset);
-    offset += Math.ceil((elements * 4) / ggufAlignment) * ggufAlignment;
+    offset += Math.ceil(ggufTensorBytes(tensor.type, tensor.shape) / ggufAlignment) * ggufAlignment;
   }
   builder.padTo(ggufAlignment);
   return { header: builder.toBuffer(), offsets };
 }
 
-/** Writes a GGUF file: the header, then each tensor's float32 data at its aligned offset. */
+/** Writes a GGUF file: the header, then each tensor's blocks at its aligned offset, made one tensor at a time. */
 export async function writeGguf(file: string, metadata: ReadonlyMap<string, GgufValue>, tensors: readonly GgufTensor[]): Promise<void> {
   const { header, offsets } = ggufHeader(metadata, tensors);
   const handle = await open(file, 'w');
   try {
     await handle.write(header, 0, header.length, 0);
     for (let index = 0; index < tensors.length; index++) {
-      const data = tensors[index]!.data;
-      const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-      await handle.write(bytes, 0, bytes.length, header.length + offsets[index]!);
+      const tensor = tensors[index]!;
+      const data = await tensor.data();
+      if (data.byteLength !== ggufTensorBytes(tensor.type, tensor.shape)) {
+        throw new Error(`tensor ${tensor.name}: ${data.byteLength} bytes for a ${tensor.type} tensor of shape [${tensor.shape.join(', ')}]`);
+      }
+      await handle.write(data, 0, data.byteLength, header.length + offsets[index]!);
     }
     // The last tensor's padding, so the file ends on the alignment as llama.cpp's writer leaves it.
-    const last = tensors.length === 0 ? 0 : offsets.at(-1)! + Math.ceil((tensors.at(-1)!.data.length * 4) / ggufAlignment) * ggufAlignment;
-    await handle.truncate(header.length + last);
+    const lastTensor = tensors.at(-1);
+    const end = lastTensor === undefined ? 0 : offsets.at(-1)! + Math.ceil(ggufTensorBytes(lastTensor.type, lastTensor.shape) / ggufAlignment) * ggufAlignment;
+    await handle.truncate(header.length + end);
   } finally {
     await handle.close();
   }
