@@ -132,6 +132,7 @@ export function layoutBatch(requests: readonly ModelRunnerRequest[], context: Ba
     context_blocks: new ort.Tensor('int32', contextBlockRows, [numKvHeads, numRequests, contextBlocks]),
     token_index: new ort.Tensor('int32', tokenIndex, [numTokens]),
     attention_mask: new ort.Tensor('float32', mask, [1, numRequests, 1, maxQuery, maxKeys]),
+    key_split: new ort.Tensor('int64', BigInt64Array.of(BigInt(contextWidth), BigInt(maxQuery)), [2]),
     logits_index: new ort.Tensor('int32', logitsIndex, [numLogits]),
   };
   if (slidingMask !== undefined) {

@@ -13,6 +13,7 @@ import type { GraphBuilder } from './graph-builder';
  * attention_mask   float [1, numRequests, 1, maxQuery, contextBlocks · blockSize + maxQuery]   0 or -inf: cached
  *                  keys in block order, then the step's new keys; causal, padding masked
  * sliding_attention_mask  (same, only when some layer has a sliding window)
+ * key_split        int64 [2]                                [contextBlocks · blockSize, maxQuery]: the mask's two parts
  * key_pool.L / value_pool.L  float [kvHeads · numBlocks, blockSize · headDim]   the paged cache, read only
  * ```
  */
@@ -23,6 +24,7 @@ export function declareBlockAttentionInputs(graph: GraphBuilder, withSlidingMask
   graph.input('token_index', DataType.INT32, ['num_tokens']);
   graph.input('attention_mask', DataType.FLOAT, maskShape);
   if (withSlidingMask) graph.input('sliding_attention_mask', DataType.FLOAT, maskShape);
+  graph.input('key_split', DataType.INT64, [2]);
 }
 
 /** One layer's attention as {@link blockAttention} builds it. */
@@ -117,17 +119,9 @@ export function blockAttention(
     name('weights'),
     { axis: -1 },
   );
-  const keyCount = (keys: string, suffix: string): string =>
-    graph.node('Shape', [keys], name(suffix), { start: 3, end: 4 });
-  const splitSizes = graph.node(
-    'Concat',
-    [keyCount(contextKeys, 'context_key_count'), keyCount(newKeys, 'new_key_count')],
-    name('weight_split'),
-    { axis: 0 },
-  );
   const [contextWeights, newWeights] = graph.nodeOutputs(
     'Split',
-    [weights, splitSizes],
+    [weights, 'key_split'],
     [name('context_weights'), name('new_weights')],
     { axis: -1 },
   );
