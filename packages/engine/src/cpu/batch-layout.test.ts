@@ -48,17 +48,15 @@ function maskRow(mask: Float32Array, request: number, query: number, maxQuery: n
 describe('layoutBatch', () => {
   it('points each KV head of each request’s cached blocks at its pool row, head · numBlocks + block', () => {
     const { feeds } = layoutBatch(requests, context());
-    expect(feeds.context_blocks!.dims).toEqual([2, 3, 2]);
-    const rows = Array.from(feeds.context_blocks!.data as Int32Array);
-    // [head][request][block]; blocks past a request's context point at row 0 and are masked.
-    expect(rows.slice(0, 6)).toEqual([7, 3, 5, 0, 0, 0]);
-    expect(rows.slice(6)).toEqual([17, 13, 15, 0, 0, 0]);
+    expect(feeds.context_blocks!.dims).toEqual([3, 2, 2]);
+    // [request][head][block]; blocks past a request's context point at row 0 and are masked.
+    expect(Array.from(feeds.context_blocks!.data as Int32Array)).toEqual([7, 3, 17, 13, 5, 0, 15, 0, 0, 0, 0, 0]);
   });
 
   it('lays keys out as the cached blocks in table order, then the step’s new tokens, causal and padding masked', () => {
     const { feeds } = layoutBatch(requests, context());
     const maxKeys = 2 * blockSize + 3;
-    expect(feeds.attention_mask!.dims).toEqual([1, 3, 1, 3, maxKeys]);
+    expect(feeds.attention_mask!.dims).toEqual([3, 1, 3, maxKeys]);
     const mask = feeds.attention_mask!.data as Float32Array;
     //                                        cached blocks       new
     expect(maskRow(mask, 0, 0, 3, maxKeys)).toEqual([1, 1, 1, 1, 1, 1, 0, 0, 1, 0, 0]);
@@ -78,9 +76,15 @@ describe('layoutBatch', () => {
     expect(maskRow(mask, 1, 2, 3, maxKeys)).toEqual([0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1]);
   });
 
+  it('marks a step whose requests each run one new token, which attention takes the decode way', () => {
+    const decodes = [requests[0]!, { tokenIds: [9], numComputedTokens: 1, blockTable: [5] }];
+    expect(Array.from(layoutBatch(decodes, context()).feeds.single_query!.data as Uint8Array)).toEqual([1]);
+    expect(Array.from(layoutBatch(requests, context()).feeds.single_query!.data as Uint8Array)).toEqual([0]);
+  });
+
   it('gives a batch without cached tokens one masked context block, so no tensor is empty', () => {
     const { feeds } = layoutBatch([requests[2]!], context());
-    expect(feeds.context_blocks!.dims).toEqual([2, 1, 1]);
+    expect(feeds.context_blocks!.dims).toEqual([1, 2, 1]);
     expect(maskRow(feeds.attention_mask!.data as Float32Array, 0, 1, 2, blockSize + 2)).toEqual([0, 0, 0, 0, 1, 1]);
   });
 

@@ -80,7 +80,7 @@ export function layoutBatch(requests: readonly ModelRunnerRequest[], context: Ba
     const newTokens = request.tokenIds.length;
     for (let block = 0; block < Math.ceil(computed / blockSize); block += 1) {
       for (let head = 0; head < numKvHeads; head += 1) {
-        contextBlockRows[(head * numRequests + requestIndex) * contextBlocks + block] =
+        contextBlockRows[(requestIndex * numKvHeads + head) * contextBlocks + block] =
           head * context.numBlocks + request.blockTable[block]!;
       }
     }
@@ -129,14 +129,15 @@ export function layoutBatch(requests: readonly ModelRunnerRequest[], context: Ba
     rope_cos: new ort.Tensor('float32', cos, [numTokens, 1, headDim]),
     rope_sin: new ort.Tensor('float32', sin, [numTokens, 1, headDim]),
     query_index: new ort.Tensor('int32', queryIndex, [numRequests, maxQuery]),
-    context_blocks: new ort.Tensor('int32', contextBlockRows, [numKvHeads, numRequests, contextBlocks]),
+    context_blocks: new ort.Tensor('int32', contextBlockRows, [numRequests, numKvHeads, contextBlocks]),
     token_index: new ort.Tensor('int32', tokenIndex, [numTokens]),
-    attention_mask: new ort.Tensor('float32', mask, [1, numRequests, 1, maxQuery, maxKeys]),
+    attention_mask: new ort.Tensor('float32', mask, [numRequests, 1, maxQuery, maxKeys]),
     key_split: new ort.Tensor('int64', BigInt64Array.of(BigInt(contextWidth), BigInt(maxQuery)), [2]),
+    single_query: new ort.Tensor('bool', Uint8Array.of(maxQuery === 1 ? 1 : 0), []),
     logits_index: new ort.Tensor('int32', logitsIndex, [numLogits]),
   };
   if (slidingMask !== undefined) {
-    feeds.sliding_attention_mask = new ort.Tensor('float32', slidingMask, [1, numRequests, 1, maxQuery, maxKeys]);
+    feeds.sliding_attention_mask = new ort.Tensor('float32', slidingMask, [numRequests, 1, maxQuery, maxKeys]);
   }
   return { feeds, slotMapping, logitsRowStart, numLogits };
 }

@@ -7,24 +7,26 @@ import type { GraphBuilder } from './graph-builder';
  *
  * ```text
  * query_index      int32 [numRequests, maxQuery]            row in the flat batch of each request's j-th new token
- * context_blocks   int32 [kvHeads, numRequests, contextBlocks]   pool row (head · numBlocks + block) of each head of
+ * context_blocks   int32 [numRequests, kvHeads, contextBlocks]   pool row (head · numBlocks + block) of each head of
  *                                                            each request's b-th cached block
  * token_index      int32 [numTokens]                        flat token -> its row in the padded [numRequests·maxQuery]
- * attention_mask   float [1, numRequests, 1, maxQuery, contextBlocks · blockSize + maxQuery]   0 or -inf: cached
- *                  keys in block order, then the step's new keys; causal, padding masked
+ * attention_mask   float [numRequests, 1, maxQuery, contextBlocks · blockSize + maxQuery]   0 or -inf: cached keys
+ *                  in block order, then the step's new keys; causal, padding masked
  * sliding_attention_mask  (same, only when some layer has a sliding window)
  * key_split        int64 [2]                                [contextBlocks · blockSize, maxQuery]: the mask's two parts
+ * single_query     bool  []                                 every request has one new token (a decode step)
  * key_pool.L / value_pool.L  float [kvHeads · numBlocks, blockSize · headDim]   the paged cache, read only
  * ```
  */
 export function declareBlockAttentionInputs(graph: GraphBuilder, withSlidingMask: boolean): void {
-  const maskShape = [1, 'num_requests', 1, 'max_query', 'max_keys'];
+  const maskShape = ['num_requests', 1, 'max_query', 'max_keys'];
   graph.input('query_index', DataType.INT32, ['num_requests', 'max_query']);
-  graph.input('context_blocks', DataType.INT32, ['pool_kv_heads', 'num_requests', 'context_blocks']);
+  graph.input('context_blocks', DataType.INT32, ['num_requests', 'pool_kv_heads', 'context_blocks']);
   graph.input('token_index', DataType.INT32, ['num_tokens']);
   graph.input('attention_mask', DataType.FLOAT, maskShape);
   if (withSlidingMask) graph.input('sliding_attention_mask', DataType.FLOAT, maskShape);
   graph.input('key_split', DataType.INT64, [2]);
+  graph.input('single_query', DataType.BOOL, []);
 }
 
 /** One layer's attention as {@link blockAttention} builds it. */
@@ -39,25 +41,29 @@ export interface BlockAttentionLayer {
 }
 
 /**
- * One layer's attention over the paged cache and the step's own tokens, per request and per query head, returning
+ * One layer's attention over the paged cache and the step's own tokens, per request, returning
  * `[numTokens, numHeads · headDim]` rows in flat batch order. Declares the layer's pools as inputs.
  *
  * The pools hold each head of each block as one row of `blockSize · headDim` floats (see the CPU runner's
  * `KvPools`), so one Gather of whole rows puts every head of every request's context in one contiguous
- * `[contextKeys, headDim]` matrix: `[kvHeads, numRequests, 1, contextKeys, headDim]`. The queries are laid out as
- * `[kvHeads, numRequests, groupSize, maxQuery, headDim]`, so the query heads that share a KV head broadcast against
- * it and no key or value is repeated for grouped-query attention. For a decode (`maxQuery` 1) every product is a
- * matrix-vector product, which ONNX Runtime's MLAS runs straight over the gathered keys and values without packing
- * them (it does so only when no scale is folded into the product, hence the queries are scaled first).
+ * `[contextKeys, headDim]` matrix: `[numRequests, kvHeads, contextKeys, headDim]`, the only copy of the cache a
+ * step makes. Queries are scaled by 1/√headDim before any product. Then one of two ways, chosen per step by
+ * `single_query`:
  *
- * The step's new keys never join the gathered context: their scores are computed apart and concatenated to the
- * context scores (`maxQuery` columns), so the only copy of the cache a step makes is the one Gather.
+ * - A decode step (one new token per request) is bound by reading the context. The query heads that share a KV head
+ *   broadcast against it (`[numRequests, kvHeads, groupSize, 1, headDim]`), so no key or value is repeated for
+ *   grouped-query attention and every product is a matrix-vector product, which ONNX Runtime's MLAS runs straight
+ *   over the gathered keys and values without packing them (it does so only when no scale is folded into the
+ *   product). The new keys never join the context: their scores are computed apart and joined to the context's.
  *
- * ```text
- * scores  = [q · contextKeysᵀ | q · newKeysᵀ] + mask      [kvHeads, numRequests, groupSize, maxQuery, keys]
- * weights = softmax(scores)  split back at contextKeys
- * output  = contextWeights · contextValues + newWeights · newValues
- * ```
+ *   ```text
+ *   scores  = [q · contextKeysᵀ | q · newKeysᵀ] + mask
+ *   weights = softmax(scores), split back at contextKeys
+ *   output  = contextWeights · contextValues + newWeights · newValues
+ *   ```
+ *
+ * - Any other step (prompt chunks) is bound by computing scores, where ONNX `Attention` (mask, softmax and the
+ *   weighted sum in one kernel) does better: the new keys and values are joined to the gathered context for it.
  */
 export function blockAttention(
   graph: GraphBuilder,
@@ -68,13 +74,17 @@ export function blockAttention(
   const groupSize = numHeads / numKvHeads;
   const name = (suffix: string): string => `layers.${input.layer}.${suffix}`;
   const scale = graph.floatConstant('attention_scale', [1 / Math.sqrt(headDim)], []);
-  const queryHeads = graph.int64Constant('attention_query_heads', [0, 0, numKvHeads, groupSize, headDim]);
-  const newKvHeads = graph.int64Constant('attention_new_kv_heads', [0, 0, numKvHeads, 1, headDim]);
-  const contextHeads = graph.int64Constant('attention_context_heads', [numKvHeads, 0, 1, -1, headDim]);
+  const queryHeads = graph.int64Constant('attention_query_heads', [0, 0, numHeads, headDim]);
+  const kvHeads = graph.int64Constant('attention_kv_heads', [0, 0, numKvHeads, headDim]);
+  const contextHeads = graph.int64Constant('attention_context_heads', [0, numKvHeads, -1, headDim]);
+  const groupedQueries = graph.int64Constant('attention_grouped_queries', [0, numKvHeads, groupSize, -1, headDim]);
+  const sharedKvHeads = graph.int64Constant('attention_shared_kv_heads', [0, numKvHeads, 1, -1, headDim]);
+  const ungrouped = graph.int64Constant('attention_ungrouped', [0, numHeads, -1, headDim]);
   const outputRows = graph.int64Constant('attention_output_rows', [-1, numHeads * headDim]);
-  // [numRequests, maxQuery, kvHeads, group, headDim] -> [kvHeads, numRequests, group, maxQuery, headDim]
-  const headsFirst = [2, 0, 3, 1, 4];
+  const groupAxis = graph.int64Constant('attention_group_axis', [2]);
+  const mask = input.sliding ? 'sliding_attention_mask' : 'attention_mask';
 
+  // [numTokens, heads · headDim] -> [numRequests, heads, maxQuery, headDim]
   const perRequest = (rows: string, heads: string, kind: string): string =>
     graph.node(
       'Transpose',
@@ -86,11 +96,11 @@ export function blockAttention(
         ),
       ],
       name(`${kind}_by_head`),
-      { perm: headsFirst },
+      { perm: [0, 2, 1, 3] },
     );
   const queries = perRequest(graph.node('Mul', [input.queryRows, scale], name('q_scaled')), queryHeads, 'q');
-  const newKeys = perRequest(input.newKeys, newKvHeads, 'k_new');
-  const newValues = perRequest(input.newValues, newKvHeads, 'v_new');
+  const newKeys = perRequest(input.newKeys, kvHeads, 'k_new');
+  const newValues = perRequest(input.newValues, kvHeads, 'v_new');
 
   const poolShape = ['pool_rows', 'block_floats'];
   const context = (kind: 'key' | 'value'): string => {
@@ -105,39 +115,64 @@ export function blockAttention(
   const contextKeys = context('key');
   const contextValues = context('value');
 
-  const transposedProduct = (left: string, right: string, output: string): string =>
-    graph.node('FusedMatMul', [left, right], output, { transB: 1 }, microsoftDomain);
-  const scores = graph.node(
-    'Concat',
-    [transposedProduct(queries, contextKeys, name('context_scores')), transposedProduct(queries, newKeys, name('new_scores'))],
-    name('scores'),
-    { axis: -1 },
-  );
-  const weights = graph.node(
-    'Softmax',
-    [graph.node('Add', [scores, input.sliding ? 'sliding_attention_mask' : 'attention_mask'], name('masked_scores'))],
-    name('weights'),
-    { axis: -1 },
-  );
-  const [contextWeights, newWeights] = graph.nodeOutputs(
-    'Split',
-    [weights, 'key_split'],
-    [name('context_weights'), name('new_weights')],
-    { axis: -1 },
-  );
-  const output = graph.node(
-    'Add',
-    [
-      graph.node('MatMul', [contextWeights!, contextValues], name('context_output')),
-      graph.node('MatMul', [newWeights!, newValues], name('new_output')),
-    ],
-    name('attention'),
-  );
-  // [kvHeads, numRequests, group, maxQuery, headDim] -> [numRequests, maxQuery, kvHeads, group, headDim]: the padded
-  // rows in HF head order (query head h · group + g), then back to the flat batch.
+  const decode = graph.subgraph(name('decode_attention'), (branch) => {
+    const grouped = (tensor: string, heads: string, suffix: string): string =>
+      branch.node('Reshape', [tensor, heads], name(suffix));
+    const groupedQuery = grouped(queries, groupedQueries, 'q_grouped');
+    const transposedProduct = (keys: string, output: string): string =>
+      branch.node('FusedMatMul', [groupedQuery, keys], output, { transB: 1 }, microsoftDomain);
+    const scores = branch.node(
+      'Concat',
+      [
+        transposedProduct(grouped(contextKeys, sharedKvHeads, 'k_context_shared'), name('context_scores')),
+        transposedProduct(grouped(newKeys, sharedKvHeads, 'k_new_shared'), name('new_scores')),
+      ],
+      name('scores'),
+      { axis: -1 },
+    );
+    const groupedMask = branch.node('Unsqueeze', [mask, groupAxis], name('mask_grouped'));
+    const weights = branch.node(
+      'Softmax',
+      [branch.node('Add', [scores, groupedMask], name('masked_scores'))],
+      name('weights'),
+      { axis: -1 },
+    );
+    const [contextWeights, newWeights] = branch.nodeOutputs(
+      'Split',
+      [weights, 'key_split'],
+      [name('context_weights'), name('new_weights')],
+      { axis: -1 },
+    );
+    const output = branch.node(
+      'Add',
+      [
+        branch.node('MatMul', [contextWeights!, grouped(contextValues, sharedKvHeads, 'v_context_shared')], name('context_output')),
+        branch.node('MatMul', [newWeights!, grouped(newValues, sharedKvHeads, 'v_new_shared')], name('new_output')),
+      ],
+      name('grouped_attention'),
+    );
+    return [{ name: branch.node('Reshape', [output, ungrouped], name('decode_output')), elemType: DataType.FLOAT }];
+  });
+  const prompt = graph.subgraph(name('prompt_attention'), (branch) => {
+    const joined = (cached: string, fresh: string, suffix: string): string =>
+      branch.node('Concat', [cached, fresh], name(suffix), { axis: 2 });
+    const output = branch.node(
+      'Attention',
+      [queries, joined(contextKeys, newKeys, 'k_all'), joined(contextValues, newValues, 'v_all'), mask],
+      name('prompt_output'),
+      { scale: { float: 1 } },
+    );
+    return [{ name: output, elemType: DataType.FLOAT }];
+  });
+  const [attention] = graph.nodeOutputs('If', ['single_query'], [name('attention')], {
+    then_branch: { graph: decode },
+    else_branch: { graph: prompt },
+  });
+  // [numRequests, heads, maxQuery, headDim] -> [numRequests, maxQuery, heads, headDim]: the padded rows in HF head
+  // order, then back to the flat batch.
   const paddedRows = graph.node(
     'Reshape',
-    [graph.node('Transpose', [output], name('attention_by_request'), { perm: [1, 3, 0, 2, 4] }), outputRows],
+    [graph.node('Transpose', [attention!], name('attention_by_request'), { perm: [0, 2, 1, 3] }), outputRows],
     name('attention_padded_rows'),
   );
   return graph.node('Gather', [paddedRows, 'token_index'], name('attention_rows'), { axis: 0 });

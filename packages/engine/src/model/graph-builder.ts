@@ -13,7 +13,7 @@ const opsetVersion = 23;
 /** ONNX Runtime's contrib operators (`PagedAttention`, `SkipSimplifiedLayerNormalization`). */
 export const microsoftDomain = 'com.microsoft';
 
-export type AttributeValue = number | number[] | { float: number } | { string: string };
+export type AttributeValue = number | number[] | { float: number } | { string: string } | { graph: onnxProto.onnx.IGraphProto };
 
 /**
  * Collects nodes, inputs, outputs and initializers. Large initializers (weights, KV pools) become in-memory external
@@ -128,6 +128,30 @@ export class GraphBuilder {
     return name;
   }
 
+  /**
+   * The body of a control-flow node (`If`'s branches): `build` adds nodes to the builder it is given, reading any
+   * value of this graph, and returns the names of the subgraph's outputs. Constants it makes move to this graph,
+   * since a subgraph may not define a name its enclosing graph has; weights cannot be made there.
+   */
+  subgraph(name: string, build: (graph: GraphBuilder) => readonly { name: string; elemType: number }[]): onnxProto.onnx.IGraphProto {
+    const branch = new GraphBuilder(this.weights);
+    const outputs = build(branch);
+    if (branch.externalData.length > 0 || branch.inputs.length > 0) {
+      throw new Error(`subgraph ${name} may only add nodes and constants`);
+    }
+    for (const initializer of branch.initializers) {
+      if (this.initializerNames.has(initializer.name!)) continue;
+      this.initializers.push(initializer);
+      this.initializerNames.add(initializer.name!);
+    }
+    this.usesMicrosoftDomain ||= branch.usesMicrosoftDomain;
+    return onnx.GraphProto.create({
+      name,
+      node: branch.nodes,
+      output: outputs.map((output) => onnx.ValueInfoProto.create({ name: output.name, type: { tensorType: { elemType: output.elemType } } })),
+    });
+  }
+
   finish(producerName = '@pagoda/engine'): { model: Uint8Array; externalData: { path: string; data: Uint8Array }[] } {
     const model = onnx.ModelProto.create({
       irVersion,
@@ -164,5 +188,6 @@ function attribute(name: string, value: AttributeValue): onnxProto.onnx.IAttribu
   if (typeof value === 'number') return { name, type: AttributeType.INT, i: value };
   if (Array.isArray(value)) return { name, type: AttributeType.INTS, ints: value };
   if ('string' in value) return { name, type: AttributeType.STRING, s: new TextEncoder().encode(value.string) };
+  if ('graph' in value) return { name, type: AttributeType.GRAPH, g: value.graph };
   return { name, type: AttributeType.FLOAT, f: value.float };
 }
