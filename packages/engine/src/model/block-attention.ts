@@ -102,18 +102,16 @@ export function blockAttention(
   const newKeys = perRequest(input.newKeys, kvHeads, 'k_new');
   const newValues = perRequest(input.newValues, kvHeads, 'v_new');
 
-  const poolShape = ['pool_rows', 'block_floats'];
-  const context = (kind: 'key' | 'value'): string => {
-    const pool = graph.input(`${kind}_pool.${input.layer}`, DataType.FLOAT, poolShape);
-    const short = kind === 'key' ? 'k' : 'v';
-    return graph.node(
+  const keyPool = graph.input(`key_pool.${input.layer}`, DataType.FLOAT, ['pool_rows', 'block_floats']);
+  const valuePool = graph.input(`value_pool.${input.layer}`, DataType.FLOAT, ['pool_rows', 'block_floats']);
+  // Each branch gathers the context itself: a value an If reads from its enclosing graph stays allocated until the
+  // whole run ends, so a gather outside would hold every layer's copy of the context at once.
+  const context = (branch: GraphBuilder, pool: string, kind: string): string =>
+    branch.node(
       'Reshape',
-      [graph.node('Gather', [pool, 'context_blocks'], name(`${short}_context_blocks`), { axis: 0 }), contextHeads],
-      name(`${short}_context`),
+      [branch.node('Gather', [pool, 'context_blocks'], name(`${kind}_context_blocks`), { axis: 0 }), contextHeads],
+      name(`${kind}_context`),
     );
-  };
-  const contextKeys = context('key');
-  const contextValues = context('value');
 
   const decode = graph.subgraph(name('decode_attention'), (branch) => {
     const grouped = (tensor: string, heads: string, suffix: string): string =>
@@ -124,7 +122,7 @@ export function blockAttention(
     const scores = branch.node(
       'Concat',
       [
-        transposedProduct(grouped(contextKeys, sharedKvHeads, 'k_context_shared'), name('context_scores')),
+        transposedProduct(grouped(context(branch, keyPool, 'k'), sharedKvHeads, 'k_context_shared'), name('context_scores')),
         transposedProduct(grouped(newKeys, sharedKvHeads, 'k_new_shared'), name('new_scores')),
       ],
       name('scores'),
@@ -146,7 +144,7 @@ export function blockAttention(
     const output = branch.node(
       'Add',
       [
-        branch.node('MatMul', [contextWeights!, grouped(contextValues, sharedKvHeads, 'v_context_shared')], name('context_output')),
+        branch.node('MatMul', [contextWeights!, grouped(context(branch, valuePool, 'v'), sharedKvHeads, 'v_context_shared')], name('context_output')),
         branch.node('MatMul', [newWeights!, grouped(newValues, sharedKvHeads, 'v_new_shared')], name('new_output')),
       ],
       name('grouped_attention'),
@@ -154,11 +152,11 @@ export function blockAttention(
     return [{ name: branch.node('Reshape', [output, ungrouped], name('decode_output')), elemType: DataType.FLOAT }];
   });
   const prompt = graph.subgraph(name('prompt_attention'), (branch) => {
-    const joined = (cached: string, fresh: string, suffix: string): string =>
-      branch.node('Concat', [cached, fresh], name(suffix), { axis: 2 });
+    const joined = (pool: string, fresh: string, kind: string): string =>
+      branch.node('Concat', [context(branch, pool, `${kind}_prompt`), fresh], name(`${kind}_all`), { axis: 2 });
     const output = branch.node(
       'Attention',
-      [queries, joined(contextKeys, newKeys, 'k_all'), joined(contextValues, newValues, 'v_all'), mask],
+      [queries, joined(keyPool, newKeys, 'k'), joined(valuePool, newValues, 'v'), mask],
       name('prompt_output'),
       { scale: { float: 1 } },
     );
