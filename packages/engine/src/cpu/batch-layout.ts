@@ -10,6 +10,8 @@ export interface BatchLayoutContext {
   readonly config: ModelConfig;
   readonly numBlocks: number;
   readonly blockSize: number;
+  /** KV heads in this runner's pools (a tensor-parallel rank's share), which `context_blocks` indexes per head. */
+  readonly numKvHeads: number;
   /** Whether some layer reads `sliding_attention_mask`. */
   readonly hasSlidingLayers: boolean;
   /** `dynamic` RoPE recomputes its frequencies from the longest sequence of each batch. */
@@ -29,9 +31,18 @@ export interface BatchLayout {
 }
 
 /**
- * Lays the batch out for the graph (see buildModelGraph for each input's shape). Requests are padded to the
- * longest new-token run (`maxQuery`) and the longest cached context (`maxContext`) inside attention only; the
- * projections and the MLP see the flat `numTokens` rows.
+ * Lays the batch out for the graph (see buildModelGraph and declareBlockAttentionInputs for each input's shape).
+ * Requests are padded to the longest new-token run (`maxQuery`) and the longest cached context in whole blocks
+ * (`contextBlocks`) inside attention only; the projections and the MLP see the flat `numTokens` rows.
+ *
+ * Keys of one request, as the mask's columns see them:
+ *
+ * ```text
+ * columns 0 .. contextBlocks·blockSize-1     the cached blocks in block-table order: position c in column c
+ *                                            (columns past numComputedTokens are masked: the last block's free
+ *                                            slots, where this step's own keys are about to go, and padding)
+ * columns contextBlocks·blockSize + j        the step's j-th new token
+ * ```
  */
 export function layoutBatch(requests: readonly ModelRunnerRequest[], context: BatchLayoutContext): BatchLayout {
   const numRequests = requests.length;
@@ -44,12 +55,17 @@ export function layoutBatch(requests: readonly ModelRunnerRequest[], context: Ba
   const slot = (blockTable: ArrayLike<number>, position: number): number =>
     blockTable[Math.floor(position / blockSize)]! * blockSize + (position % blockSize);
 
-  const maxKeys = maxContext + maxQuery;
+  // At least one (fully masked) block, so no request's context is an empty tensor.
+  const contextBlocks = Math.max(1, Math.ceil(maxContext / blockSize));
+  const contextWidth = contextBlocks * blockSize;
+  const maxKeys = contextWidth + maxQuery;
+  const numKvHeads = context.numKvHeads;
   const inputIds = new Int32Array(numTokens);
   const positions = new Int32Array(numTokens);
   const slotMapping = new Int32Array(numTokens);
   const queryIndex = new Int32Array(numRequests * maxQuery);
-  const contextSlots = new Int32Array(numRequests * maxContext);
+  // Padding entries stay 0: pool row 0 is some real block, and its columns are masked.
+  const contextBlockRows = new Int32Array(numKvHeads * numRequests * contextBlocks);
   const tokenIndex = new Int32Array(numTokens);
   const logitsIndex = new Int32Array(numLogits);
   const logitsRowStart = new Int32Array(numRequests + 1);
@@ -62,8 +78,11 @@ export function layoutBatch(requests: readonly ModelRunnerRequest[], context: Ba
   requests.forEach((request, requestIndex) => {
     const computed = request.numComputedTokens;
     const newTokens = request.tokenIds.length;
-    for (let context = 0; context < computed; context += 1) {
-      contextSlots[requestIndex * maxContext + context] = slot(request.blockTable, context);
+    for (let block = 0; block < Math.ceil(computed / blockSize); block += 1) {
+      for (let head = 0; head < numKvHeads; head += 1) {
+        contextBlockRows[(requestIndex * numKvHeads + head) * contextBlocks + block] =
+          head * context.numBlocks + request.blockTable[block]!;
+      }
     }
     for (let query = 0; query < maxQuery; query += 1) {
       const maskRow = (requestIndex * maxQuery + query) * maxKeys;
@@ -80,15 +99,14 @@ export function layoutBatch(requests: readonly ModelRunnerRequest[], context: Ba
       slotMapping[row] = slot(request.blockTable, position);
       queryIndex[requestIndex * maxQuery + query] = row;
       tokenIndex[row] = requestIndex * maxQuery + query;
-      // Keys: cached positions 0..computed-1 in columns 0..computed-1, new positions in maxContext + j.
       mask.fill(0, maskRow, maskRow + computed);
-      mask.fill(0, maskRow + maxContext, maskRow + maxContext + query + 1);
+      mask.fill(0, maskRow + contextWidth, maskRow + contextWidth + query + 1);
       if (slidingMask !== undefined && window !== undefined) {
         // transformers keeps key k for query q when q - k < window.
         const firstKey = Math.max(0, position - window + 1);
         if (firstKey < computed) slidingMask.fill(0, maskRow + firstKey, maskRow + computed);
         const firstNew = Math.max(0, firstKey - computed);
-        slidingMask.fill(0, maskRow + maxContext + firstNew, maskRow + maxContext + query + 1);
+        slidingMask.fill(0, maskRow + contextWidth + firstNew, maskRow + contextWidth + query + 1);
       }
       row += 1;
     }
@@ -111,9 +129,11 @@ export function layoutBatch(requests: readonly ModelRunnerRequest[], context: Ba
     rope_cos: new ort.Tensor('float32', cos, [numTokens, 1, headDim]),
     rope_sin: new ort.Tensor('float32', sin, [numTokens, 1, headDim]),
     query_index: new ort.Tensor('int32', queryIndex, [numRequests, maxQuery]),
-    context_slots: new ort.Tensor('int32', contextSlots, [numRequests, maxContext]),
+    context_blocks: new ort.Tensor('int32', contextBlockRows, [numRequests, numKvHeads, contextBlocks]),
     token_index: new ort.Tensor('int32', tokenIndex, [numTokens]),
     attention_mask: new ort.Tensor('float32', mask, [numRequests, 1, maxQuery, maxKeys]),
+    key_split: new ort.Tensor('int64', BigInt64Array.of(BigInt(contextWidth), BigInt(maxQuery)), [2]),
+    single_query: new ort.Tensor('bool', Uint8Array.of(maxQuery === 1 ? 1 : 0), []),
     logits_index: new ort.Tensor('int32', logitsIndex, [numLogits]),
   };
   if (slidingMask !== undefined) {

@@ -1,8 +1,8 @@
-import * as ort from 'onnxruntime-node';
+import type * as ort from 'onnxruntime-node';
 import { executeInAttentionGroups } from './attention-groups';
 import { layoutBatch } from './batch-layout';
-import { allocateKvPool } from './kv-pool';
 import type { BatchLayoutContext } from './batch-layout';
+import { KvPools } from './kv-pools';
 import { ModelInputError } from '../errors';
 import { checkExecutionProvider, startSession } from '../execution-provider';
 import type { ExecutionProvider } from '../execution-provider';
@@ -37,9 +37,9 @@ export interface LoadModelOptions extends ModelRunnerOptions, ModelWeightsOption
 
 /**
  * Runs a decoder-only model over a paged KV cache in vLLM's flat batch layout: every new token of every request in
- * one session run. The runner owns the per-layer key and value pools (`[numBlocks · blockSize, kvHeads · headDim]`
- * float32, slot `block · blockSize + offset`); the graph reads context through the block tables and returns the new
- * tokens' keys and values, which the runner writes into their slots before returning.
+ * one session run. The runner owns the per-layer key and value pools (see {@link KvPools} for their layout); the
+ * graph reads context through the block tables and returns the new tokens' keys and values, which the runner writes
+ * into their slots before returning.
  */
 export class ModelRunner {
   readonly config: ModelConfig;
@@ -47,11 +47,8 @@ export class ModelRunner {
   readonly blockSize: number;
   readonly executionProvider: ExecutionProvider;
   private readonly session: ort.InferenceSession;
-  private readonly keyPools: Float32Array[];
-  private readonly valuePools: Float32Array[];
-  private readonly poolTensors: Record<string, ort.Tensor>;
+  private readonly pools: KvPools;
   private readonly layout: BatchLayoutContext;
-  private readonly kvWidth: number;
   /** Bytes of the weights as the session was given them (float32, or quantized codes and scales). */
   readonly weightBytes: number;
 
@@ -70,20 +67,18 @@ export class ModelRunner {
     this.numBlocks = options.numBlocks;
     this.blockSize = options.blockSize;
     this.executionProvider = options.executionProvider;
-    this.kvWidth = config.numKvHeads * config.headDim;
-    const numSlots = options.numBlocks * options.blockSize;
-    this.keyPools = Array.from({ length: config.numLayers }, () => allocateKvPool(numSlots * this.kvWidth));
-    this.valuePools = Array.from({ length: config.numLayers }, () => allocateKvPool(numSlots * this.kvWidth));
-    // Tensors over the pools' own memory, made once: each run hands ONNX Runtime the same buffers, no copies.
-    this.poolTensors = {};
-    for (let layer = 0; layer < config.numLayers; layer += 1) {
-      this.poolTensors[`key_pool.${layer}`] = new ort.Tensor('float32', this.keyPools[layer]!, [numSlots, this.kvWidth]);
-      this.poolTensors[`value_pool.${layer}`] = new ort.Tensor('float32', this.valuePools[layer]!, [numSlots, this.kvWidth]);
-    }
+    const poolShape = {
+      numBlocks: options.numBlocks,
+      blockSize: options.blockSize,
+      numKvHeads: config.numKvHeads,
+      headDim: config.headDim,
+    };
+    this.pools = new KvPools(Array.from({ length: config.numLayers }, (_, layer) => layer), poolShape);
     this.layout = {
       config,
       numBlocks: options.numBlocks,
       blockSize: options.blockSize,
+      numKvHeads: config.numKvHeads,
       hasSlidingLayers: options.hasSlidingLayers,
       dynamicRope: ropeType(config) === 'dynamic',
       staticRope: ropeFrequencies(config),
@@ -116,14 +111,17 @@ export class ModelRunner {
     });
   }
 
-  /** The key pool of `layer` (`[numBlocks · blockSize, kvHeads · headDim]`), for inspection and tests. */
+  /**
+   * The key pool of `layer` (`[kvHeads · numBlocks, blockSize · headDim]`, row `head · numBlocks + block`), for
+   * inspection and tests.
+   */
   keyPool(layer: number): Float32Array {
-    return this.keyPools[layer]!;
+    return this.pools.keyPool(layer);
   }
 
   /** The value pool of `layer`, laid out like {@link keyPool}. */
   valuePool(layer: number): Float32Array {
-    return this.valuePools[layer]!;
+    return this.pools.valuePool(layer);
   }
 
   /**
@@ -137,18 +135,14 @@ export class ModelRunner {
   /** One session run over `requests`, attention padded to their longest query and context. */
   private async executeRun(requests: readonly ModelRunnerRequest[]): Promise<ModelRunnerOutput> {
     const batch = layoutBatch(requests, this.layout);
-    const results = await this.session.run({ ...batch.feeds, ...this.poolTensors });
-    const width = this.kvWidth;
+    const results = await this.session.run({ ...batch.feeds, ...this.pools.feeds });
     for (let layer = 0; layer < this.config.numLayers; layer += 1) {
-      const newKeys = results[`key.${layer}`]!.data as Float32Array;
-      const newValues = results[`value.${layer}`]!.data as Float32Array;
-      const keyPool = this.keyPools[layer]!;
-      const valuePool = this.valuePools[layer]!;
-      for (let token = 0; token < batch.slotMapping.length; token += 1) {
-        const slotOffset = batch.slotMapping[token]! * width;
-        keyPool.set(newKeys.subarray(token * width, (token + 1) * width), slotOffset);
-        valuePool.set(newValues.subarray(token * width, (token + 1) * width), slotOffset);
-      }
+      this.pools.write(
+        layer,
+        results[`key.${layer}`]!.data as Float32Array,
+        results[`value.${layer}`]!.data as Float32Array,
+        batch.slotMapping,
+      );
     }
     return {
       logits: results.logits!.data as Float32Array,

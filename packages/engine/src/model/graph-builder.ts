@@ -16,7 +16,7 @@ const opsetVersion = 23;
 /** ONNX Runtime's contrib operators (`PagedAttention`, `SkipSimplifiedLayerNormalization`). */
 export const microsoftDomain = 'com.microsoft';
 
-export type AttributeValue = number | number[] | { float: number } | { string: string };
+export type AttributeValue = number | number[] | { float: number } | { string: string } | { graph: onnxProto.onnx.IGraphProto };
 
 /** The float types a graph computes in: float32 on the CPU, float16 or bfloat16 on a GPU. */
 export type FloatElementType = 'float32' | 'float16' | 'bfloat16';
@@ -272,6 +272,31 @@ export class GraphBuilder {
     return name;
   }
 
+  /**
+   * The body of a control-flow node (`If`'s branches): `build` adds nodes to the builder it is given, reading any
+   * value of this graph, and returns the names of the subgraph's outputs. Initializers it makes (constants, and
+   * weights, placed in this graph's weight file) move to this graph, since a subgraph may not define a name its
+   * enclosing graph has.
+   */
+  subgraph(name: string, build: (graph: GraphBuilder) => readonly { name: string; elemType: number }[]): onnxProto.onnx.IGraphProto {
+    const branch = new GraphBuilder(this.weights, this.weightFile);
+    const outputs = build(branch);
+    if (branch.inputs.length > 0 || branch.outputs.length > 0) {
+      throw new Error(`subgraph ${name} may only add nodes and initializers`);
+    }
+    for (const initializer of branch.initializers) {
+      if (this.initializerNames.has(initializer.name!)) continue;
+      this.initializers.push(initializer);
+      this.initializerNames.add(initializer.name!);
+    }
+    this.usesMicrosoftDomain ||= branch.usesMicrosoftDomain;
+    return onnx.GraphProto.create({
+      name,
+      node: branch.nodes,
+      output: outputs.map((output) => onnx.ValueInfoProto.create({ name: output.name, type: { tensorType: { elemType: output.elemType } } })),
+    });
+  }
+
   /** The encoded model, whose initializers the weight file holds. */
   finish(producerName = '@pagoda/engine'): { model: Uint8Array; weights: WeightFile } {
     const model = onnx.ModelProto.create({
@@ -309,6 +334,7 @@ function attribute(name: string, value: AttributeValue): onnxProto.onnx.IAttribu
   if (typeof value === 'number') return { name, type: AttributeType.INT, i: value };
   if (Array.isArray(value)) return { name, type: AttributeType.INTS, ints: value };
   if ('string' in value) return { name, type: AttributeType.STRING, s: new TextEncoder().encode(value.string) };
+  if ('graph' in value) return { name, type: AttributeType.GRAPH, g: value.graph };
   return { name, type: AttributeType.FLOAT, f: value.float };
 }
 

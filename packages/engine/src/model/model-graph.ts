@@ -1,3 +1,4 @@
+import { blockAttention, declareBlockAttentionInputs } from './block-attention';
 import { DataType, embeddingNode, GraphBuilder, linearNode, packedLinearNode } from './graph-builder';
 import type { ModelConfig } from './model-config';
 import { hasOutputBias } from './model-weights';
@@ -71,26 +72,21 @@ export function fullModelSegment(config: ModelConfig): GraphSegment {
 }
 
 /**
- * The single-rank graph's inputs, for a batch of `numRequests` requests with `numTokens` new tokens in all, padded
- * inside attention to `maxQuery` new tokens and `maxContext` cached tokens per request:
+ * The single-rank graph's inputs, for a batch of `numRequests` requests with `numTokens` new tokens in all:
  *
  * ```text
  * input_ids        int32 [numTokens]                 every request's new tokens, request after request
  * rope_cos/sin     float [numTokens, 1, headDim]     see writeRopeCosSin
- * query_index      int32 [numRequests, maxQuery]      row in the flat batch of each request's j-th new token
- * context_slots    int32 [numRequests, maxContext]    pool slot of each request's c-th cached token
- * token_index      int32 [numTokens]                  flat token -> its row in the padded [numRequests·maxQuery]
- * attention_mask   float [numRequests, 1, maxQuery, maxContext + maxQuery]   0 or -inf; causal, padding masked
- * sliding_attention_mask  (same, only when some layer has a sliding window)
  * logits_index     int32 [numLogits]                  flat rows whose logits come back
- * key_pool.L / value_pool.L  float [numSlots, kvHeads·headDim]   the paged cache, read only
  * ```
+ *
+ * and the attention inputs of {@link declareBlockAttentionInputs} (the block tables, the masks and the pools).
  *
  * Outputs: `logits` [numLogits, vocab], and per layer `key.L` / `value.L` [numTokens, kvHeads·headDim], the new
  * tokens' keys (after RoPE and k-norm) and values, which the runner writes into the pool slots.
  *
- * Attention runs per request: queries and keys are gathered into `[numRequests, maxQuery | maxKeys, ·]` so one
- * request's queries only ever score its own keys, and cost grows with the number of requests, not its square.
+ * Attention runs per request ({@link blockAttention}): one request's queries only ever score its own keys, and cost
+ * grows with the number of requests, not its square.
  */
 export function buildModelGraph(config: ModelConfig, weights: ModelWeights, options: ModelGraphOptions = {}): ModelGraph {
   return buildSegmentGraph(config, weights, fullModelSegment(config), options);
@@ -132,11 +128,7 @@ export function buildSegmentGraph(
   if (attentionLayers.length > 0) {
     graph.input('rope_cos', DataType.FLOAT, ['num_tokens', 1, headDim]);
     graph.input('rope_sin', DataType.FLOAT, ['num_tokens', 1, headDim]);
-    graph.input('query_index', DataType.INT32, ['num_requests', 'max_query']);
-    graph.input('context_slots', DataType.INT32, ['num_requests', 'max_context']);
-    graph.input('token_index', DataType.INT32, ['num_tokens']);
-    graph.input('attention_mask', DataType.FLOAT, ['num_requests', 1, 'max_query', 'max_keys']);
-    if (anySliding) graph.input('sliding_attention_mask', DataType.FLOAT, ['num_requests', 1, 'max_query', 'max_keys']);
+    declareBlockAttentionInputs(graph, anySliding);
   }
   if (segment.output === 'logits') graph.input('logits_index', DataType.INT32, ['num_logits']);
 
@@ -147,7 +139,6 @@ export function buildSegmentGraph(
         kvHeadsShape: graph.int64Constant('kv_heads_shape', [0, numKvHeads, headDim]),
         queryRowsShape: graph.int64Constant('query_rows_shape', [0, numHeads * headDim]),
         keyRowsShape: graph.int64Constant('key_rows_shape', [0, numKvHeads * headDim]),
-        paddedRowsShape: graph.int64Constant('padded_rows_shape', [-1, numHeads * headDim]),
       };
 
   const rmsNorm = (input: string, weight: string, output: string): string =>
@@ -183,7 +174,7 @@ export function buildSegmentGraph(
 
   /** Returns o_proj's output; declares the layer's pools as inputs and its new keys and values as outputs. */
   const attentionBlock = (hidden: string, layer: number): string => {
-    const { headsShape, kvHeadsShape, queryRowsShape, keyRowsShape, paddedRowsShape } = constants!;
+    const { headsShape, kvHeadsShape, queryRowsShape, keyRowsShape } = constants!;
     const prefix = `model.layers.${layer}`;
     const name = (suffix: string): string => `layers.${layer}.${suffix}`;
 
@@ -203,35 +194,10 @@ export function buildSegmentGraph(
     graph.output(newKey, DataType.FLOAT, ['num_tokens', numKvHeads * headDim]);
     graph.output(newValue, DataType.FLOAT, ['num_tokens', numKvHeads * headDim]);
 
-    const keyPool = graph.input(`key_pool.${layer}`, DataType.FLOAT, ['num_slots', numKvHeads * headDim]);
-    const valuePool = graph.input(`value_pool.${layer}`, DataType.FLOAT, ['num_slots', numKvHeads * headDim]);
-    const contextAndNew = (pool: string, fresh: string, kind: string): string =>
-      graph.node(
-        'Concat',
-        [
-          graph.node('Gather', [pool, 'context_slots'], name(`${kind}_context`), { axis: 0 }),
-          graph.node('Gather', [fresh, 'query_index'], name(`${kind}_new`), { axis: 0 }),
-        ],
-        name(`${kind}_all`),
-        { axis: 1 },
-      );
-    const paddedQuery = graph.node('Gather', [queryRows, 'query_index'], name('q_padded'), { axis: 0 });
-    const attention = graph.node(
-      'Attention',
-      [
-        paddedQuery,
-        contextAndNew(keyPool, newKey, 'k'),
-        contextAndNew(valuePool, newValue, 'v'),
-        slidingLayers[layer] ? 'sliding_attention_mask' : 'attention_mask',
-      ],
-      name('attention'),
-      { q_num_heads: numHeads, kv_num_heads: numKvHeads },
-    );
-    const attentionRows = graph.node(
-      'Gather',
-      [graph.node('Reshape', [attention, paddedRowsShape], name('attention_padded_rows')), 'token_index'],
-      name('attention_rows'),
-      { axis: 0 },
+    const attentionRows = blockAttention(
+      graph,
+      { numHeads, numKvHeads, headDim },
+      { queryRows, newKeys: newKey, newValues: newValue, layer, sliding: slidingLayers[layer]! },
     );
     return linear(
       attentionRows,

@@ -184,6 +184,23 @@ describe.each<[CheckpointName, number, number, Quantization]>([
   });
 });
 
+describe('a 700-token context at tensor_parallel_size 2, pipeline_parallel_size 2', () => {
+  let single: ModelRunner;
+  let parallel: ModelExecutor;
+  beforeAll(async () => {
+    [single, parallel] = await startBoth(fixturePath('tiny-llama'), 2, 2);
+  });
+  afterAll(async () => {
+    await Promise.all([single?.release(), parallel?.release()]);
+  });
+
+  it('gives the logits of one rank within 1e-4 while each rank reads its KV heads of 45 scattered blocks', async () => {
+    const prompt = (length: number, offset: number) => Array.from({ length }, (_, index) => (index * 7919 + offset) % 32_000);
+    const { worst } = await compareSteps(single, parallel, [prompt(40, 1), prompt(100, 2), prompt(700, 3)], 6);
+    worstByLayout['tiny-llama tp2 pp2, 700-token context'] = worst;
+  });
+});
+
 describe('a Mistral-style checkpoint: o_proj biases, sliding-window attention, a vocabulary tp 2 does not divide', () => {
   // vocab 1001 splits into slices of 501 and 500: the last all-gathered slice is padded. Llama's attention_bias puts
   // a bias on o_proj, which only tensor-parallel rank 0 adds. Every layer attends within 8 tokens.

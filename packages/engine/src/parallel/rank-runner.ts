@@ -3,7 +3,7 @@ import type { Communicator, PartitionPlan, RankContext, RankPartition } from '@p
 import * as ort from 'onnxruntime-node';
 import { layoutBatch } from '../cpu/batch-layout';
 import type { BatchLayoutContext } from '../cpu/batch-layout';
-import { allocateKvPool } from '../cpu/kv-pool';
+import { KvPools } from '../cpu/kv-pools';
 import { startSession } from '../execution-provider';
 import { loadModelConfig } from '../model/model-config';
 import type { ModelConfig } from '../model/model-config';
@@ -91,10 +91,7 @@ interface Segment {
  * lays out the same batch from the same requests; only the output rank returns logits.
  */
 export class RankModelRunner {
-  private readonly keyPools = new Map<number, Float32Array>();
-  private readonly valuePools = new Map<number, Float32Array>();
-  private readonly poolTensors: Record<string, ort.Tensor> = {};
-  private readonly kvWidth: number;
+  private readonly pools: KvPools;
   private readonly layout: BatchLayoutContext;
   private readonly tensorGroup: Communicator;
   private readonly isOutputRank: boolean;
@@ -108,20 +105,14 @@ export class RankModelRunner {
     private readonly data: RankWorkerData,
     hasSlidingLayers: boolean,
   ) {
-    this.kvWidth = (partition.kvHeads.end - partition.kvHeads.start) * config.headDim;
-    const numSlots = data.numBlocks * data.blockSize;
-    for (let layer = partition.layers.start; layer < partition.layers.end; layer += 1) {
-      const keys = allocateKvPool(numSlots * this.kvWidth);
-      const values = allocateKvPool(numSlots * this.kvWidth);
-      this.keyPools.set(layer, keys);
-      this.valuePools.set(layer, values);
-      this.poolTensors[`key_pool.${layer}`] = new ort.Tensor('float32', keys, [numSlots, this.kvWidth]);
-      this.poolTensors[`value_pool.${layer}`] = new ort.Tensor('float32', values, [numSlots, this.kvWidth]);
-    }
+    const numKvHeads = partition.kvHeads.end - partition.kvHeads.start;
+    const layers = Array.from({ length: partition.layers.end - partition.layers.start }, (_, index) => partition.layers.start + index);
+    this.pools = new KvPools(layers, { numBlocks: data.numBlocks, blockSize: data.blockSize, numKvHeads, headDim: config.headDim });
     this.layout = {
       config,
       numBlocks: data.numBlocks,
       blockSize: data.blockSize,
+      numKvHeads,
       hasSlidingLayers,
       dynamicRope: ropeType(config) === 'dynamic',
       staticRope: ropeFrequencies(config),
@@ -200,11 +191,11 @@ export class RankModelRunner {
         if (name === 'hidden') feeds[name] = new ort.Tensor('float32', hidden!, hiddenShape);
         else if (name === 'residual') feeds[name] = new ort.Tensor('float32', residual!, hiddenShape);
         else if (name === 'partial') feeds[name] = new ort.Tensor('float32', partial!, hiddenShape);
-        else feeds[name] = batch.feeds[name] ?? this.poolTensors[name]!;
+        else feeds[name] = batch.feeds[name] ?? this.pools.feeds[name]!;
       }
       const results = await segment.session.run(feeds);
       for (const layer of segment.attentionLayers) {
-        this.writeCache(layer, results[`key.${layer}`]!.data as Float32Array, results[`value.${layer}`]!.data as Float32Array, batch.slotMapping);
+        this.pools.write(layer, results[`key.${layer}`]!.data as Float32Array, results[`value.${layer}`]!.data as Float32Array, batch.slotMapping);
       }
       switch (segment.spec.output) {
         case 'partial':
@@ -245,17 +236,6 @@ export class RankModelRunner {
 
   async close(): Promise<void> {
     await Promise.all(this.segments.map((segment) => segment.session.release()));
-  }
-
-  private writeCache(layer: number, newKeys: Float32Array, newValues: Float32Array, slotMapping: Int32Array): void {
-    const width = this.kvWidth;
-    const keyPool = this.keyPools.get(layer)!;
-    const valuePool = this.valuePools.get(layer)!;
-    for (let token = 0; token < slotMapping.length; token += 1) {
-      const slotOffset = slotMapping[token]! * width;
-      keyPool.set(newKeys.subarray(token * width, (token + 1) * width), slotOffset);
-      valuePool.set(newValues.subarray(token * width, (token + 1) * width), slotOffset);
-    }
   }
 
   /** Runs `operation` over consecutive pieces of `data` that fit the shared slot (all ranks cut alike). */
