@@ -154,6 +154,8 @@ export {
 } from './core';
 export type {
   CompletionOutput,
+  EmbeddingOutput,
+  EmbedRequest,
   EngineCoreOptions,
   EngineCoreOutput,
   EngineCoreRequest,
@@ -172,6 +174,8 @@ export type {
   ResolvedEngineOptions,
   StartupMemory,
 } from './core';
+export { loadPoolerConfig } from './model/pooler-config';
+export type { PoolerConfig, PoolerConfigInput } from './model/pooler-config';
 // The types of the lower layers that the engine's API speaks, so the server needs only this package.
 export { RequestRejectedError, RequestStatus, SchedulerError } from '@pagoda/scheduler';
 export type { FinishReason, SchedulerStats } from '@pagoda/scheduler';

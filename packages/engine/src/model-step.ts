@@ -20,7 +20,10 @@ export interface ModelRunnerRequest {
 
 /** What one step returns. */
 export interface ModelRunnerOutput {
-  /** `[numRows, vocabSize]` row-major: the requested rows, request after request. */
+  /**
+   * `[numRows, vocabSize]` row-major: the requested rows, request after request. A pooling model's runner returns
+   * the final norm's hidden states in their place, `vocabSize` then being the hidden size.
+   */
   readonly logits: Float32Array;
   readonly vocabSize: number;
   /** Request `i`'s rows are `logitsRowStart[i]` up to `logitsRowStart[i + 1]`. */

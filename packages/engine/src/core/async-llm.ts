@@ -53,6 +53,24 @@ export interface GenerateRequest {
   cacheSalt?: string;
 }
 
+/** One prompt to embed with a pooling model (AsyncLLM.embed). */
+export interface EmbedRequest {
+  requestId?: string;
+  prompt: PromptInput;
+  priority?: number;
+  signal?: AbortSignal;
+}
+
+/** A pooling model's vector for a prompt. */
+export interface EmbeddingOutput {
+  readonly requestId: string;
+  readonly promptTokenIds: readonly number[];
+  /** `hiddenSize` numbers: the pooled final-norm hidden state, unit length when the pooler normalizes. */
+  readonly embedding: readonly number[];
+  /** Prompt tokens found in the prefix cache (last-token pooling only; mean pooling computes every position). */
+  readonly numCachedTokens: number;
+}
+
 interface Stream {
   readonly deltas: RequestOutput[];
   error: Error | undefined;
@@ -226,6 +244,45 @@ export class AsyncLLM {
    */
   generate(request: GenerateRequest): AsyncIterableIterator<RequestOutput> {
     this.assertServing();
+    if (this.context.options.runner === 'pooling') {
+      throw new PagodaEngineError('pooling_model', 'this model runs with runner pooling: it computes embeddings (embed), not text');
+    }
+    return this.startRequest(request);
+  }
+
+  /**
+   * A pooling model's vector for one prompt (text, tokenized off the event loop, or token ids): the final norm's
+   * hidden states pooled as the pooler config says (the last token's, or their mean), normalized unless it says
+   * not to. It goes through the scheduler with generating requests' prefills; `signal` aborts it.
+   */
+  async embed(request: EmbedRequest): Promise<EmbeddingOutput> {
+    this.assertServing();
+    if (this.context.options.runner !== 'pooling') {
+      throw new PagodaEngineError('not_pooling_model', 'embed needs a pooling model: start the engine with runner pooling');
+    }
+    const requestId = request.requestId ?? `embed-${this.nextRequestId++}`;
+    const stream = this.startRequest({
+      requestId,
+      prompt: request.prompt,
+      samplingParams: { maxTokens: 0 },
+      ...(request.priority === undefined ? {} : { priority: request.priority }),
+    });
+    const onAbort = () => this.abort(requestId);
+    if (request.signal?.aborted === true) onAbort();
+    else request.signal?.addEventListener('abort', onAbort, { once: true });
+    let last: RequestOutput | undefined;
+    try {
+      for await (const delta of stream) last = delta;
+    } finally {
+      request.signal?.removeEventListener('abort', onAbort);
+    }
+    if (last?.embedding === undefined) {
+      throw new PagodaEngineError('request_aborted', `embedding request ${requestId} ended before its prompt was computed`);
+    }
+    return { requestId, promptTokenIds: last.promptTokenIds, embedding: last.embedding, numCachedTokens: last.numCachedTokens };
+  }
+
+  private startRequest(request: GenerateRequest): AsyncIterableIterator<RequestOutput> {
     const requestId = request.requestId ?? `async-${this.nextRequestId++}`;
     if (this.processor.has(requestId) || this.streams.has(requestId)) {
       throw new PagodaEngineError('duplicate_request_id', `request id ${requestId} is already in use`);

@@ -8,7 +8,9 @@ import {
   StructuredOutputManager,
   type StructuredOutputManagerOptions,
 } from '../structured-output/structured-output-manager';
+import type { PoolerConfig } from '../model/pooler-config';
 import type { StartupMemory } from './process-memory';
+import { PromptPooler } from './prompt-pooler';
 
 /** What the engine core needs from a model runner: one batched step, and a way to let go of it. */
 export interface ModelExecutor {
@@ -44,6 +46,8 @@ export interface EngineCoreOutput {
    * of its prompt tokens from the second on, each given the tokens before it.
    */
   readonly promptLogprobs?: readonly SampledTokenLogprobs[];
+  /** A pooling model's vector for the prompt, with the request's end. */
+  readonly embedding?: readonly number[];
 }
 
 /** Prompt tokens computed per step for a request whose every position's logits come back (`promptLogprobs`). */
@@ -68,6 +72,8 @@ interface InFlightBatch {
   readonly promptRows: ReadonlyArray<{ readonly requestId: string; readonly runIndex: number; readonly firstPosition: number }>;
   /** Per runner request, whether its last logits row is sampled. */
   readonly runSampled: readonly boolean[];
+  /** A pooling model's runner requests whose hidden-state rows add to their request's pool. */
+  readonly pooledRuns: ReadonlyArray<{ readonly requestId: string; readonly runIndex: number }>;
 }
 
 /** Options of {@link EngineCore}. */
@@ -88,6 +94,11 @@ export interface EngineCoreOptions {
   readonly structuredOutputs?: Omit<StructuredOutputManagerOptions, 'onReady' | 'onError'>;
   /** The process's memory around start-up beside what the model needs (see StartupMemory). */
   readonly startupMemory?: StartupMemory;
+  /**
+   * A pooling model (its executor returns the final norm's hidden states): every request computes its prompt,
+   * generates nothing, and ends with its pooled vector (`EngineCoreOutput.embedding`).
+   */
+  readonly pooler?: PoolerConfig;
 }
 
 /** A request the core ended on its own, after accepting it: its grammar did not compile. */
@@ -139,6 +150,8 @@ export class EngineCore {
   private readonly requestErrors: EngineCoreRequestError[] = [];
   private wakeIdle: (() => void) | undefined = undefined;
   readonly startupMemory: StartupMemory | undefined;
+  /** Absent unless the core serves a pooling model. */
+  private readonly pooler: PromptPooler | undefined;
 
   constructor(
     readonly scheduler: Scheduler,
@@ -168,6 +181,7 @@ export class EngineCore {
             },
           });
     this.startupMemory = options.startupMemory;
+    this.pooler = options.pooler === undefined ? undefined : new PromptPooler(options.pooler);
   }
 
   /**
@@ -180,10 +194,15 @@ export class EngineCore {
     if (constrained && this.structuredOutput === undefined) {
       throw new PagodaEngineError('structured_outputs_unavailable', 'this engine core was built without structured outputs');
     }
+    const pooling = this.pooler !== undefined;
+    if (pooling && (constrained || params.promptLogprobs !== null)) {
+      throw new PagodaEngineError('pooling_model', 'a pooling model generates nothing: structured outputs and prompt logprobs do not apply');
+    }
     const added = this.scheduler.addRequest({
       requestId: request.requestId,
       promptTokenIds: request.promptTokenIds,
-      maxTokens: params.maxTokens,
+      // A pooling model's requests end once their prompt is computed.
+      maxTokens: pooling ? 0 : params.maxTokens,
       minTokens: params.minTokens,
       eosTokenIds: request.eosTokenIds,
       stopTokenIds: params.stopTokenIds,
@@ -195,7 +214,9 @@ export class EngineCore {
       waitForStructuredOutput: constrained,
       // Prompt logprobs need every position's logits: none come from the prefix cache, and they come in chunks.
       ...(params.promptLogprobs === null ? {} : { skipPrefixCache: true, maxTokensPerStep: promptLogitsTokensPerStep }),
+      ...(this.pooler?.needsEveryPosition === true ? { skipPrefixCache: true } : {}),
     });
+    this.pooler?.start(request.requestId);
     if (params.promptLogprobs !== null) this.promptLogprobs.set(request.requestId, []);
     // The sampler reads the scheduler's own growing arrays: no copies per step.
     this.samplingRows.set(request.requestId, {
@@ -264,6 +285,7 @@ export class EngineCore {
       for (const batch of this.batchQueue) batch.voided.add(requestId);
       // Its prompt is computed again from the start, and scored again with it.
       if (this.promptLogprobs.has(requestId)) this.promptLogprobs.set(requestId, []);
+      if (this.pooler?.has(requestId) === true) this.pooler.start(requestId);
     }
     if (output.totalNumScheduledTokens === 0) return undefined;
 
@@ -271,6 +293,7 @@ export class EngineCore {
     const sampledRequestIds: string[] = [];
     const promptRows: Array<{ requestId: string; runIndex: number; firstPosition: number }> = [];
     const runSampled: boolean[] = [];
+    const pooledRuns: Array<{ requestId: string; runIndex: number }> = [];
     const addRun = (requestId: string, tokenIds: readonly number[], numComputedTokens: number, blockTable: number[]) => {
       const request = scheduler.getRequest(requestId)!;
       // A request that generates nothing (max_tokens 0) only computes its prompt.
@@ -279,7 +302,9 @@ export class EngineCore {
       if (sampling) sampledRequestIds.push(requestId);
       if (scoring) promptRows.push({ requestId, runIndex: runnerRequests.length, firstPosition: numComputedTokens });
       runSampled.push(sampling);
-      runnerRequests.push({ tokenIds, numComputedTokens, blockTable, logits: scoring ? 'all' : sampling ? 'last' : 'none' });
+      const pooledRows = this.pooler?.rowsFor(numComputedTokens, tokenIds.length, request.numPromptTokens);
+      if (pooledRows !== undefined && pooledRows !== 'none') pooledRuns.push({ requestId, runIndex: runnerRequests.length });
+      runnerRequests.push({ tokenIds, numComputedTokens, blockTable, logits: pooledRows ?? (scoring ? 'all' : sampling ? 'last' : 'none') });
     };
     for (const data of output.scheduledNewRequests) {
       const blockTable = [...data.blockIds];
@@ -309,6 +334,7 @@ export class EngineCore {
       bitmasks,
       promptRows,
       runSampled,
+      pooledRuns,
     };
   }
 
@@ -363,6 +389,11 @@ export class EngineCore {
       });
     }
     this.collectPromptLogprobs(batch, modelOutput);
+    for (const { requestId, runIndex } of batch.pooledRuns) {
+      if (batch.voided.has(requestId)) continue;
+      const { logits, vocabSize, logitsRowStart } = modelOutput;
+      this.pooler!.add(requestId, logits, vocabSize, logitsRowStart[runIndex]!, logitsRowStart[runIndex + 1]!);
+    }
     const sampled = this.sampler.sample({ logits: this.samplingLogits(batch, modelOutput), rows });
     const sampledTokenIds: Record<string, number[]> = {};
     const logprobsByRequest = new Map<string, SampledTokenLogprobs>();
@@ -381,6 +412,7 @@ export class EngineCore {
       // The prompt's logprobs travel once, with the request's first news (its first token, or its end).
       const promptLogprobs = this.promptLogprobs.get(update.requestId);
       this.promptLogprobs.delete(update.requestId);
+      const embedding = update.finishReason === undefined ? undefined : this.pooler?.finish(update.requestId);
       if (update.finishReason !== undefined) this.forget(update.requestId);
       return {
         requestId: update.requestId,
@@ -390,6 +422,7 @@ export class EngineCore {
         stopReason: update.stopReason,
         numCachedTokens: update.numCachedTokens,
         ...(promptLogprobs === undefined ? {} : { promptLogprobs }),
+        ...(embedding === undefined ? {} : { embedding }),
       };
     });
   }
@@ -405,6 +438,7 @@ export class EngineCore {
     this.blockTables.delete(requestId);
     this.samplingRows.delete(requestId);
     this.promptLogprobs.delete(requestId);
+    this.pooler?.forget(requestId);
     this.structuredOutput?.removeRequests([requestId]);
   }
 

@@ -12,6 +12,7 @@ import { defaultGpuBlockSize, type GpuProbe, nvidiaSmiProbe, pagedBlockSizeProbl
 import { metadataEntriesFor } from '../paged/paged-batch';
 import { onnxRuntimeVersion } from '../runtime';
 import { modelShape, quantizedShardProblem } from '../parallel/rank-weights';
+import type { PoolerConfig, PoolerConfigInput } from '../model/pooler-config';
 import { type ReasoningMarkers, type ReasoningParserName, reasoningParsers } from '../structured-output/reasoning';
 
 /** Deployment settings, named as vLLM's engine arguments in camelCase. Every one is optional. */
@@ -111,6 +112,16 @@ export interface EngineOptions {
    * from; by default the model's own folder. Required for a GGUF model, as vLLM requires `--tokenizer` for GGUF.
    */
   tokenizer?: string;
+  /**
+   * vLLM's `runner`: `generate` (default; `auto` is the same) samples tokens; `pooling` serves embeddings only, one
+   * vector per prompt pooled from the final norm's hidden states (AsyncLLM.embed, the server's /v1/embeddings).
+   */
+  runner?: 'auto' | 'generate' | 'pooling';
+  /**
+   * vLLM's `pooler_config`, field by field over what the checkpoint's sentence-transformers files say (modules.json
+   * and its Pooling module's config.json); the default is the last token, normalized.
+   */
+  poolerConfig?: PoolerConfigInput;
 }
 
 /** An engine option out of range; `param` is the option's name as the CLI and vLLM spell it. */
@@ -153,6 +164,10 @@ export interface ResolvedEngineOptions {
   quantization: Quantization | undefined;
   accuracyLevel: number;
   tokenizer: string | undefined;
+  runner: 'generate' | 'pooling';
+  /** With runner `pooling`: how hidden states become one vector; filled in with the checkpoint (`loadModelContext`). */
+  pooler: PoolerConfig | undefined;
+  poolerConfig: PoolerConfigInput | undefined;
   /**
    * The KV cache's plan. On a GPU without kvCacheMemory it is made when the engine core starts (from a profiling
    * run) and is undefined until then; LLM and AsyncLLM fill it in once they are ready.
@@ -303,6 +318,16 @@ export function resolveEngineOptions(
       `reasoning_parser must be one of ${Object.keys(reasoningParsers).join(', ')}, got ${JSON.stringify(reasoningParser)}`,
     );
   }
+  const runner = oneOf('runner', options.runner, ['auto', 'generate', 'pooling'] as const) === 'pooling' ? 'pooling' : 'generate';
+  if (runner === 'pooling' && paged) {
+    throw new EngineOptionsError(
+      'runner',
+      `runner pooling runs on the CPU runner; the ${device === 'cpu' ? 'paged reference runner' : `${device} runner`} has no pooling output yet`,
+    );
+  }
+  if (options.poolerConfig !== undefined && runner !== 'pooling') {
+    throw new EngineOptionsError('pooler_config', 'pooler_config applies to runner pooling only');
+  }
   const disableAnyWhitespace = options.structuredOutputsConfig?.disableAnyWhitespace ?? false;
   if (typeof disableAnyWhitespace !== 'boolean') {
     throw new EngineOptionsError('structured_outputs_config', `structured_outputs_config.disable_any_whitespace must be a boolean, got ${JSON.stringify(disableAnyWhitespace)}`);
@@ -335,6 +360,9 @@ export function resolveEngineOptions(
     quantization,
     accuracyLevel,
     tokenizer: options.tokenizer,
+    runner,
+    pooler: undefined,
+    poolerConfig: options.poolerConfig,
     kvCache,
   };
 }

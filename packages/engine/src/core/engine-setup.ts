@@ -17,6 +17,7 @@ import { EngineCore, type ModelExecutor } from './engine-core';
 import { type EngineOptions, EngineOptionsError, resolveEngineOptions, type ResolvedEngineOptions } from './engine-options';
 import { type ReasoningMarkers, reasoningParsers } from '../structured-output/reasoning';
 import { memoryLogLine, processMemory } from './process-memory';
+import { loadPoolerConfig } from '../model/pooler-config';
 import type { FrontendRequest } from './output-processor';
 
 /** What the frontend knows of the model: enough to tokenize, validate and detokenize without the core. */
@@ -62,6 +63,7 @@ export async function loadModelContext(model: string, engineOptions: EngineOptio
   ]);
   const options = resolveEngineOptions(engineOptions, modelConfig, undefined, await storedWeightFormats(modelDir, modelConfig));
   options.reasoningMarkers = resolveReasoningMarkers(options, tokenizer);
+  if (options.runner === 'pooling') options.pooler = await loadPoolerConfig(tokenizerDir, options.poolerConfig);
   const eosTokenIds = [...new Set([...modelConfig.eosTokenIds, ...generationConfig.eosTokenIds, ...(tokenizer.eosTokenId === undefined ? [] : [tokenizer.eosTokenId])])];
   return { modelDir, modelConfig, tokenizer, generationConfig, options, eosTokenIds };
 }
@@ -94,6 +96,7 @@ export async function createEngineCore(
     seed: options.seed,
     accuracyLevel: options.accuracyLevel,
     ...(options.quantization === undefined ? {} : { quantization: options.quantization }),
+    pooled: options.runner === 'pooling',
   };
   let executor: ModelExecutor;
   let kvCache = options.kvCache;
@@ -184,17 +187,17 @@ export async function createEngineCore(
     },
     kvCacheManager,
   );
-  const modelConfig = await loadModelConfig(context.modelDir);
   // Each pipeline stage works on its own batch: stage 0 takes batch N + 1 while the last stage finishes batch N.
   return new EngineCore(scheduler, executor, new Sampler(), {
     maxBatchesInFlight: options.pipelineParallelSize,
     kvCache,
     startupLog,
     startupMemory,
+    ...(options.pooler === undefined ? {} : { pooler: options.pooler }),
     // The grammar worker starts with the first constrained request; until then this costs nothing.
     structuredOutputs: {
       modelDir: context.modelDir,
-      vocabSize: modelConfig.vocabSize,
+      vocabSize: config.vocabSize,
       disableAnyWhitespace: options.structuredOutputsConfig.disableAnyWhitespace,
       ...(options.reasoningMarkers === undefined ? {} : { reasoning: options.reasoningMarkers }),
     },

@@ -1,5 +1,5 @@
 export { AsyncLLM, EngineDeadError, EngineRequestError } from './async-llm';
-export type { EngineHealth, GenerateRequest } from './async-llm';
+export type { EmbeddingOutput, EmbedRequest, EngineHealth, GenerateRequest } from './async-llm';
 export { EngineCore } from './engine-core';
 export type { EngineCoreOptions, EngineCoreOutput, EngineCoreRequest, EngineCoreRequestError, ModelExecutor } from './engine-core';
 export { EngineOptionsError, resolveEngineOptions } from './engine-options';

@@ -1,4 +1,5 @@
 import type { SamplingParams } from '@pagoda/sampling';
+import { PagodaEngineError } from '../errors';
 import type { ChatMessage, ChatTemplateOptions } from '../frontend/text-tokenizer';
 import type { EngineCore } from './engine-core';
 import type { EngineOptions } from './engine-options';
@@ -43,8 +44,24 @@ export class LLM {
 
   /** Generates for each prompt (text or token ids); `params` is shared or given per prompt. */
   generate(prompts: PromptInput | readonly PromptInput[], params?: SamplingParams | readonly SamplingParams[]): Promise<RequestOutput[]> {
+    if (this.context.options.runner === 'pooling') {
+      return Promise.reject(new PagodaEngineError('pooling_model', 'this model runs with runner pooling: it computes embeddings (embed), not text'));
+    }
     const inputs = isPromptList(prompts) ? prompts : [prompts];
     return this.run(inputs.map((input, index) => ({ input, params: Array.isArray(params) ? params[index] : (params as SamplingParams | undefined) })));
+  }
+
+  /**
+   * A pooling model's vector for each prompt (vLLM's `LLM.embed`): the final norm's hidden states pooled as the
+   * pooler config says, in one batch.
+   */
+  async embed(prompts: PromptInput | readonly PromptInput[]): Promise<number[][]> {
+    if (this.context.options.runner !== 'pooling') {
+      throw new PagodaEngineError('not_pooling_model', 'embed needs a pooling model: create the LLM with runner pooling');
+    }
+    const inputs = isPromptList(prompts) ? prompts : [prompts];
+    const outputs = await this.run(inputs.map((input) => ({ input, params: { maxTokens: 0 } })));
+    return outputs.map((output) => [...output.embedding!]);
   }
 
   /** Chat: renders each conversation with the model's chat template, then generates. */

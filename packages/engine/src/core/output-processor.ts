@@ -138,6 +138,7 @@ export class OutputProcessor {
     const now = this.clock();
     const deltasByParent = new Map<ParentState, CompletionOutput[]>();
     const promptLogprobsByParent = new Map<ParentState, ReadonlyArray<SampledTokenLogprobs | null>>();
+    const embeddingByParent = new Map<ParentState, readonly number[]>();
     const requestsToAdd: EngineCoreRequest[] = [];
     const requestsToStop: string[] = [];
 
@@ -152,6 +153,7 @@ export class OutputProcessor {
         }
         parent.numCachedTokens = output.numCachedTokens;
         if (output.promptLogprobs !== undefined) promptLogprobsByParent.set(parent, [null, ...output.promptLogprobs]);
+        if (output.embedding !== undefined) embeddingByParent.set(parent, output.embedding);
       }
       this.totals.generationTokens += output.newTokenIds.length;
       if (parent.pending.length > 0) {
@@ -204,7 +206,12 @@ export class OutputProcessor {
     for (const [parent, completions] of deltasByParent) {
       const output = this.makeOutput(parent, completions, now);
       const promptLogprobs = promptLogprobsByParent.get(parent);
-      deltas.push(promptLogprobs === undefined ? output : { ...output, promptLogprobs });
+      const embedding = embeddingByParent.get(parent);
+      deltas.push({
+        ...output,
+        ...(promptLogprobs === undefined ? {} : { promptLogprobs }),
+        ...(embedding === undefined ? {} : { embedding }),
+      });
     }
     return { deltas, requestsToAdd, requestsToStop };
   }

@@ -39,6 +39,8 @@ export interface RequestOutput {
    * logprob given the tokens before it, and the top alternatives there; `null` for the first token, as in vLLM.
    */
   readonly promptLogprobs?: ReadonlyArray<SampledTokenLogprobs | null>;
+  /** A pooling model's vector for the prompt, in the final output (AsyncLLM.embed). */
+  readonly embedding?: readonly number[];
 }
 
 /** The engine's statistics for metrics: the scheduler's, and the frontend's tokens in and out. */

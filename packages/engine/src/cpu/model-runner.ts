@@ -26,6 +26,11 @@ export interface ModelRunnerOptions {
   intraOpNumThreads?: number;
   /** MatMulNBits' `accuracy_level` for quantized weights (default: the engine's). */
   accuracyLevel?: number;
+  /**
+   * A pooling model (vLLM's `--runner pooling`): each requested row comes back as the final norm's hidden state
+   * (`[rows, hiddenSize]`) rather than as logits, and the vocabulary projection is never built.
+   */
+  pooled?: boolean;
 }
 
 /**
@@ -100,7 +105,10 @@ export class ModelRunner {
     if (!Number.isInteger(options.numBlocks) || options.numBlocks < 1 || !Number.isInteger(options.blockSize) || options.blockSize < 1) {
       throw new ModelInputError(`numBlocks and blockSize must be positive integers, got ${options.numBlocks} and ${options.blockSize}`);
     }
-    const graph = buildModelGraph(config, weights, options.accuracyLevel === undefined ? {} : { accuracyLevel: options.accuracyLevel });
+    const graph = buildModelGraph(config, weights, {
+      ...(options.accuracyLevel === undefined ? {} : { accuracyLevel: options.accuracyLevel }),
+      pooled: options.pooled === true,
+    });
     // The session reads the weights from a file it maps; nothing of them stays in JavaScript (see WeightFile).
     const session = await startSession(graph, executionProvider, { intraOpNumThreads: options.intraOpNumThreads });
     return new ModelRunner(config, session, {
@@ -145,8 +153,8 @@ export class ModelRunner {
       );
     }
     return {
-      logits: results.logits!.data as Float32Array,
-      vocabSize: this.config.vocabSize,
+      logits: (results.logits ?? results.hidden_states)!.data as Float32Array,
+      vocabSize: results.logits === undefined ? this.config.hiddenSize : this.config.vocabSize,
       logitsRowStart: batch.logitsRowStart,
     };
   }

@@ -31,6 +31,8 @@ export interface GraphBlock {
  *         residual-and-partial `residual` + `partial`: the previous segment's residual and its all-reduced output
  * blocks  run in order, each added to the residual stream, except the last one of a `partial` segment
  * output  logits               final norm and the vocabulary projection of the `logits_index` rows
+ *         pooled               `hidden_states`: the final norm of the `logits_index` rows, no projection (a
+ *                              pooling model's embeddings are pooled from them)
  *         hidden               `hidden_out`: the residual stream
  *         partial              `residual_out` and `partial_out`: the last block's output before its residual add
  *                              (a partial sum under tensor parallelism, all-reduced before the next segment)
@@ -42,7 +44,7 @@ export interface GraphBlock {
 export interface GraphSegment {
   readonly input: 'tokens' | 'hidden' | 'residual-and-partial';
   readonly blocks: readonly GraphBlock[];
-  readonly output: 'logits' | 'hidden' | 'partial';
+  readonly output: 'logits' | 'pooled' | 'hidden' | 'partial';
   /** Query and KV heads this segment's attention computes. */
   readonly numHeads: number;
   readonly numKvHeads: number;
@@ -54,15 +56,18 @@ export interface GraphSegment {
   readonly outputBias: boolean;
 }
 
-/** The whole model as one segment: the single-rank graph. */
-export function fullModelSegment(config: ModelConfig): GraphSegment {
+/**
+ * The whole model as one segment: the single-rank graph. A pooling model (`pooled`) returns the final norm's
+ * hidden states where a generating one returns logits.
+ */
+export function fullModelSegment(config: ModelConfig, pooled = false): GraphSegment {
   return {
     input: 'tokens',
     blocks: Array.from({ length: config.numLayers }, (_, layer) => [
       { layer, kind: 'attention' as const },
       { layer, kind: 'mlp' as const },
     ]).flat(),
-    output: 'logits',
+    output: pooled ? 'pooled' : 'logits',
     numHeads: config.numHeads,
     numKvHeads: config.numKvHeads,
     vocabSize: config.vocabSize,
@@ -89,7 +94,7 @@ export function fullModelSegment(config: ModelConfig): GraphSegment {
  * grows with the number of requests, not its square.
  */
 export function buildModelGraph(config: ModelConfig, weights: ModelWeights, options: ModelGraphOptions = {}): ModelGraph {
-  return buildSegmentGraph(config, weights, fullModelSegment(config), options);
+  return buildSegmentGraph(config, weights, fullModelSegment(config, options.pooled), options);
 }
 
 /** How the model graph is built beyond its weights. */
@@ -98,6 +103,8 @@ export interface ModelGraphOptions {
   readonly accuracyLevel?: number;
   /** Where the initializers go: share one between graphs of the same weights (a rank's segments). */
   readonly weightFile?: WeightFile;
+  /** A pooling model's graph: `hidden_states` (the final norm's output) in place of `logits` (buildModelGraph). */
+  readonly pooled?: boolean;
 }
 
 /**
@@ -130,7 +137,7 @@ export function buildSegmentGraph(
     graph.input('rope_sin', DataType.FLOAT, ['num_tokens', 1, headDim]);
     declareBlockAttentionInputs(graph, anySliding);
   }
-  if (segment.output === 'logits') graph.input('logits_index', DataType.INT32, ['num_logits']);
+  if (segment.output === 'logits' || segment.output === 'pooled') graph.input('logits_index', DataType.INT32, ['num_logits']);
 
   const constants = attentionLayers.length === 0
     ? undefined
@@ -243,6 +250,9 @@ export function buildSegmentGraph(
     const finalNormed = rmsNorm(sampled, 'model.norm.weight', 'final_norm');
     linear(finalNormed, segment.headWeight, 'logits');
     graph.output('logits', DataType.FLOAT, ['num_logits', segment.vocabSize]);
+  } else if (segment.output === 'pooled') {
+    const sampled = graph.node('Gather', [hidden, 'logits_index'], 'pooled_hidden', { axis: 0 });
+    graph.output(rmsNorm(sampled, 'model.norm.weight', 'hidden_states'), DataType.FLOAT, ['num_logits', hiddenSize]);
   }
 
   return { ...graph.finish(), slidingLayers };

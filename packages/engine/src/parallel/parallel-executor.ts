@@ -25,6 +25,8 @@ export interface ParallelModelExecutorOptions {
   readonly quantization?: Quantization;
   /** MatMulNBits' `accuracy_level`. */
   readonly accuracyLevel?: number;
+  /** A pooling model: the last stage returns the final norm's hidden states in place of logits. */
+  readonly pooled?: boolean;
   /** Intra-op threads of each rank; default the cores divided by the ranks (at least 1), so they do not oversubscribe. */
   readonly intraOpNumThreads?: number;
   /** Most tokens in a step: sizes the shared slot that all-reduces and stage-to-stage transfers go through. */
@@ -59,6 +61,7 @@ export async function createParallelModelExecutor(options: ParallelModelExecutor
     seed: options.seed,
     quantization: options.quantization,
     accuracyLevel: options.accuracyLevel,
+    pooled: options.pooled === true,
     numBlocks: options.numBlocks,
     blockSize: options.blockSize,
     intraOpNumThreads: options.intraOpNumThreads ?? Math.max(1, Math.floor(availableParallelism() / worldSize)),

@@ -24,6 +24,8 @@ export interface RankWorkerData {
   readonly seed: number;
   readonly quantization: Quantization | undefined;
   readonly accuracyLevel: number | undefined;
+  /** A pooling model: the output rank returns the final norm's hidden states, not logits. */
+  readonly pooled: boolean;
   readonly numBlocks: number;
   readonly blockSize: number;
   /** ONNX Runtime intra-op threads of this rank's sessions. */
@@ -53,7 +55,9 @@ export function outputRankOf(config: { tensorParallelSize: number; pipelineParal
  * A stage that is not the last ends with the residual stream, which it sends to the next stage's rank of the same
  * tensor-parallel index (after adding the last all-reduced partial sum to it, when tp > 1).
  */
-export function rankSegments(config: ModelConfig, plan: PartitionPlan, partition: RankPartition): GraphSegment[] {
+export function rankSegments(config: ModelConfig, plan: PartitionPlan, partition: RankPartition, pooled = false): GraphSegment[] {
+  // A pooling model ends in the final norm: every rank holds the whole residual stream, so nothing is gathered.
+  const head = pooled ? ('pooled' as const) : ('logits' as const);
   const base = {
     numHeads: partition.queryHeads.end - partition.queryHeads.start,
     numKvHeads: partition.kvHeads.end - partition.kvHeads.start,
@@ -67,7 +71,7 @@ export function rankSegments(config: ModelConfig, plan: PartitionPlan, partition
     blocks.push({ layer, kind: 'attention' as const }, { layer, kind: 'mlp' as const });
   }
   if (plan.tensorParallelSize === 1) {
-    return [{ ...base, input, blocks, output: partition.producesLogits ? 'logits' : 'hidden' }];
+    return [{ ...base, input, blocks, output: partition.producesLogits ? head : 'hidden' }];
   }
   const segments: GraphSegment[] = blocks.map((block, index) => ({
     ...base,
@@ -75,7 +79,7 @@ export function rankSegments(config: ModelConfig, plan: PartitionPlan, partition
     blocks: [block],
     output: 'partial',
   }));
-  if (partition.producesLogits) segments.push({ ...base, input: 'residual-and-partial', blocks: [], output: 'logits' });
+  if (partition.producesLogits) segments.push({ ...base, input: 'residual-and-partial', blocks: [], output: head });
   return segments;
 }
 
@@ -142,7 +146,7 @@ export class RankModelRunner {
     let hasSlidingLayers = false;
     const files = await ModelFiles.create();
     try {
-      for (const spec of rankSegments(config, plan, partition)) {
+      for (const spec of rankSegments(config, plan, partition, data.pooled)) {
         const graph = buildSegmentGraph(config, shards, spec, {
           weightFile: files.weights,
           ...(data.accuracyLevel === undefined ? {} : { accuracyLevel: data.accuracyLevel }),
@@ -214,6 +218,9 @@ export class RankModelRunner {
         case 'logits':
           logits = await this.gatherLogits(results.logits!.data as Float32Array, batch.numLogits);
           break;
+        case 'pooled':
+          logits = results.hidden_states!.data as Float32Array;
+          break;
       }
     }
     if (!partition.producesLogits) {
@@ -228,7 +235,7 @@ export class RankModelRunner {
     if (!this.isOutputRank) return undefined;
     return {
       logits: logits!,
-      vocabSize: config.vocabSize,
+      vocabSize: this.data.pooled ? config.hiddenSize : config.vocabSize,
       logitsRowStart: batch.logitsRowStart,
       ...(allReduceCount > 0 ? { parallelStats: { allReduceCount, allReduceMs } } : {}),
     };
