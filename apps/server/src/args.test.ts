@@ -93,6 +93,14 @@ describe('pagoda serve arguments', () => {
     expect(() => readChatTemplateOption('templates/missing.jinja', here)).toThrow(/--chat-template "templates\/missing.jinja" names no readable file \(ENOENT\)/);
   });
 
+  it('reads --runner and --pooler-config, refusing what is not vLLM\'s pooler JSON', () => {
+    const options = parseServeArgs(['--runner', 'pooling', '--pooler-config', '{"pooling_type": "MEAN", "normalize": false}'], {});
+    expect(options.engine).toMatchObject({ runner: 'pooling', poolerConfig: { pooling_type: 'MEAN', normalize: false } });
+    expect(() => parseServeArgs(['--pooler-config', 'mean'], {})).toThrow(/--pooler-config must be a JSON object, got "mean"/);
+    expect(() => parseServeArgs(['--pooler-config', '{"dimension": 3}'], {})).toThrow(/--pooler-config takes pooling_type and normalize, got dimension/);
+    expect(() => parseServeArgs(['--pooler-config', '{"normalize": "yes"}'], {})).toThrow(/normalize must be true or false/);
+  });
+
   it('reads the tool, reasoning and structured-output flags', () => {
     const options = parseServeArgs(['--tool-call-parser', 'hermes', '--enable-auto-tool-choice', '--reasoning-parser', 'qwen3', '--structured-outputs-config', '{"disable_any_whitespace": true}'], {});
     expect(options).toMatchObject({ toolCallParser: 'hermes', enableAutoToolChoice: true, reasoningParser: 'qwen3' });

@@ -102,6 +102,9 @@ Engine (as vLLM's engine arguments)
   --pipeline-parallel-size N     pipeline stages (default 1)
   --generation-config auto|vllm  auto: sampling defaults from generation_config.json (default auto)
   --max-logprobs N               most logprobs a request may ask for (default 20)
+  --runner auto|generate|pooling   pooling: serve /v1/embeddings instead of text (default auto: generate)
+  --pooler-config JSON           e.g. '{"pooling_type": "MEAN", "normalize": false}' (default: the checkpoint's
+                                 sentence-transformers config, else the last token, normalized)
   --load-format safetensors|dummy   dummy: seeded random weights from config.json alone (default safetensors)
   --quantization int8|int4       weight-only quantization at load, as llama.cpp's Q8_0 / Q4_0 (MatMulNBits)
   --accuracy-level N             MatMulNBits accuracy_level, 0-4 (default 4: int8 activations)
@@ -140,6 +143,35 @@ function integer(flag: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   if (!/^-?\d+$/.test(value.trim())) throw new UsageError(`--${flag} must be an integer, got ${JSON.stringify(value)}`);
   return Number(value);
+}
+
+/** A flag's JSON object value, or a UsageError naming the flag. */
+function jsonObjectFlag(flag: string, value: string): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    parsed = undefined;
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new UsageError(`--${flag} must be a JSON object, got ${JSON.stringify(value)}`);
+  }
+  return parsed as Record<string, unknown>;
+}
+
+/** `--pooler-config`: vLLM's JSON (`{"pooling_type": "MEAN", "normalize": false}`), checked by the engine. */
+function poolerConfig(value: string | undefined): EngineOptions['poolerConfig'] {
+  if (value === undefined) return undefined;
+  const { pooling_type: poolingType, normalize, ...rest } = jsonObjectFlag('pooler-config', value);
+  const unknown = Object.keys(rest);
+  if (unknown.length > 0) throw new UsageError(`--pooler-config takes pooling_type and normalize, got ${unknown.join(', ')}`);
+  if (poolingType !== undefined && typeof poolingType !== 'string') {
+    throw new UsageError(`--pooler-config pooling_type must be a string, got ${JSON.stringify(poolingType)}`);
+  }
+  if (normalize !== undefined && typeof normalize !== 'boolean') {
+    throw new UsageError(`--pooler-config normalize must be true or false, got ${JSON.stringify(normalize)}`);
+  }
+  return { ...(poolingType === undefined ? {} : { pooling_type: poolingType }), ...(normalize === undefined ? {} : { normalize }) };
 }
 
 /** `--structured-outputs-config`: vLLM's JSON (`{"disable_any_whitespace": true}`) as the engine option. */
@@ -223,6 +255,8 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
         'enable-auto-tool-choice': { type: 'boolean' },
         'reasoning-parser': { type: 'string' },
         'structured-outputs-config': { type: 'string' },
+        runner: { type: 'string' },
+        'pooler-config': { type: 'string' },
         device: { type: 'string' },
         dtype: { type: 'string' },
         'model-runner': { type: 'string' },
@@ -307,6 +341,8 @@ export function parseServeArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
   set('tokenizerPoolSize', numbers['tokenizer-pool-size']);
   set('reasoningParser', string('reasoning-parser') as EngineOptions['reasoningParser']);
   set('structuredOutputsConfig', structuredOutputsConfig(string('structured-outputs-config')));
+  set('runner', string('runner') as EngineOptions['runner']);
+  set('poolerConfig', poolerConfig(string('pooler-config')));
   const toolCallParser = string('tool-call-parser');
   if (toolCallParser !== undefined && !['hermes', 'llama3_json', 'mistral'].includes(toolCallParser)) {
     throw new UsageError(`--tool-call-parser must be one of hermes, llama3_json, mistral, got ${JSON.stringify(toolCallParser)}`);

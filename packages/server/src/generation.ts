@@ -10,7 +10,7 @@ import type { ResponseSink } from './sink';
 /** The engine surface the server uses (an `AsyncLLM`, or anything shaped like it). */
 export type ServedEngine = Pick<
   AsyncLLM,
-  'generate' | 'abort' | 'health' | 'makeStats' | 'context' | 'encode' | 'encodeAll' | 'applyChatTemplate' | 'decode'
+  'generate' | 'embed' | 'abort' | 'health' | 'makeStats' | 'context' | 'encode' | 'encodeAll' | 'applyChatTemplate' | 'decode'
 >;
 
 /**

@@ -178,6 +178,25 @@ export type TokenizeRequest = Static<typeof TokenizeRequest>;
 export const DetokenizeRequest = Type.Object({ model: nullable(Type.String()), tokens: tokenIds });
 export type DetokenizeRequest = Static<typeof DetokenizeRequest>;
 
+export const EmbeddingRequest = Type.Object(
+  {
+    model: nullable(Type.String()),
+    input: Type.Union([Type.String(), Type.Array(Type.String()), tokenIds, Type.Array(tokenIds)], {
+      'x-expected': 'a string, an array of strings, an array of token ids, or an array of token-id arrays',
+      description: 'What to embed: one vector per text or token-id array.',
+    }),
+    encoding_format: nullable(
+      Type.Union([Type.Literal('float'), Type.Literal('base64')], { 'x-expected': '"float" or "base64"', description: 'base64: the float32 little-endian bytes.' }),
+    ),
+    dimensions: nullable(Type.Integer(), 'Keep the first this many dimensions (Matryoshka), renormalized when the pooler normalizes.'),
+    user: nullable(Type.String()),
+    truncate_prompt_tokens: nullable(Type.Integer(), "vLLM's: keep only each input's last this many tokens (-1: max_model_len)."),
+    priority: nullable(Type.Integer()),
+  },
+  { description: "OpenAI's embeddings request, on a model served with --runner pooling." },
+);
+export type EmbeddingRequest = Static<typeof EmbeddingRequest>;
+
 /** A function tool as the Responses API gives it (flat: `name` beside `type`). */
 const ResponsesFunctionTool = Type.Object({
   type: Type.String({ description: 'function' }),

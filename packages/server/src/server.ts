@@ -22,7 +22,8 @@ import { ApiError, describeSchemaErrors, errorBody, type SchemaValidationError }
 import { PagodaMetrics } from './pagoda-metrics';
 import { defaultToolParserFor, type ReasoningParserName, reasoningParsers, type ToolParserName, toolParsers } from './parsers';
 import { ResponseStore, handleResponses } from './responses';
-import { ChatCompletionRequest, CompletionRequest, DetokenizeRequest, ResponsesRequest, TokenizeRequest } from './schemas';
+import { handleEmbeddings } from './embeddings';
+import { ChatCompletionRequest, CompletionRequest, DetokenizeRequest, EmbeddingRequest, ResponsesRequest, TokenizeRequest } from './schemas';
 import { apiKeyMatches, corsOrigin, isLoopbackAddress, isLoopbackHost } from './security';
 import { replySink, type ResponseSink } from './sink';
 import { handleDetokenize, handleTokenize } from './tokenize';
@@ -287,15 +288,24 @@ export function createPagodaServer(options: PagodaServerOptions): PagodaServer {
     };
   };
   let drained: (() => void) | undefined;
+  /** A text endpoint: a pooling model (`--runner pooling`) serves embeddings only, as vLLM's does. */
+  const generating = <Body>(api: string, handler: (handlerContext: typeof context, body: Body, sink: ResponseSink) => Promise<void>) =>
+    serve<Body>(async (handlerContext, body, sink) => {
+      if (engine.context.options.runner === 'pooling') {
+        throw new ApiError(400, `The model \`${servedModelName}\` does not support the ${api} API: it is served with --runner pooling, for /v1/embeddings`, 'model');
+      }
+      await handler(handlerContext, body, sink);
+    });
 
   // The routes are a plugin registered after swagger's, so that its onRoute hook sees (and describes) each of them.
   void app.register(async (routes) => {
     const generationRoute = (summary: string, body: typeof CompletionRequest | typeof ChatCompletionRequest) => ({
       schema: { summary, body, tags: ['OpenAI'] },
     });
-    routes.post('/v1/completions', generationRoute('Completions (legacy), streamed or not', CompletionRequest), serve(handleCompletions));
-    routes.post('/v1/chat/completions', generationRoute('Chat completions, streamed or not', ChatCompletionRequest), serve(handleChatCompletions));
-    routes.post('/v1/responses', { schema: { summary: 'Responses (stateless core, previous_response_id), streamed or not', body: ResponsesRequest, tags: ['OpenAI'] } }, serve(handleResponses));
+    routes.post('/v1/completions', generationRoute('Completions (legacy), streamed or not', CompletionRequest), generating('Completions', handleCompletions));
+    routes.post('/v1/chat/completions', generationRoute('Chat completions, streamed or not', ChatCompletionRequest), generating('Chat Completions', handleChatCompletions));
+    routes.post('/v1/responses', { schema: { summary: 'Responses (stateless core, previous_response_id), streamed or not', body: ResponsesRequest, tags: ['OpenAI'] } }, generating('Responses', handleResponses));
+    routes.post('/v1/embeddings', { schema: { summary: 'Embeddings, on a model served with --runner pooling', body: EmbeddingRequest, tags: ['OpenAI'] } }, serve(handleEmbeddings));
     routes.get<{ Params: { id: string } }>('/v1/responses/:id', { schema: { summary: 'A stored response', tags: ['OpenAI'] } }, async (request) => {
       const stored = context.responses.get(request.params.id);
       if (stored === undefined) throw new ApiError(404, `Response with id '${request.params.id}' not found.`, 'response_id');
