@@ -49,13 +49,30 @@ async function post(path: string, body: unknown) {
   return { status: response.status, body: (await response.json()) as ErrorBody, ms: performance.now() - started, headers: response.headers };
 }
 
-/** Runs `attack` while polling /health every 25 ms; resolves with the attack's result and the slowest /health. */
-async function whileProbing<T>(attack: () => Promise<T>): Promise<{ result: T; slowestHealthMs: number; probes: number }> {
+/** RSS of this process (the server and the engine's frontend) and of its tokenizer workers, in bytes. */
+function serverRss(): number {
+  const workers = engine.tokenizerPool.workerPids.map((pid) => {
+    try {
+      return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
+    } catch {
+      return 0; // a worker that was just replaced
+    }
+  });
+  return process.memoryUsage().rss + workers.reduce((sum, bytes) => sum + bytes, 0);
+}
+
+/**
+ * Runs `attack` while polling /health every 25 ms; resolves with the attack's result, the slowest /health and the
+ * highest RSS (server and tokenizer workers) seen at the probes, in MiB.
+ */
+async function whileProbing<T>(attack: () => Promise<T>): Promise<{ result: T; slowestHealthMs: number; probes: number; peakRssMiB: string }> {
   let running = true;
   let slowestHealthMs = 0;
   let probes = 0;
+  let peakRss = serverRss();
   const probing = (async () => {
     while (running) {
+      peakRss = Math.max(peakRss, serverRss());
       const started = performance.now();
       const response = await fetch(`${baseUrl}/health`);
       expect(response.status).toBe(200);
@@ -65,7 +82,8 @@ async function whileProbing<T>(attack: () => Promise<T>): Promise<{ result: T; s
     }
   })();
   try {
-    return { result: await attack(), slowestHealthMs, probes };
+    const result = await attack();
+    return { result, slowestHealthMs, probes, peakRssMiB: (peakRss / 2 ** 20).toFixed(0) };
   } finally {
     running = false;
     await probing;
@@ -97,10 +115,10 @@ describe('request chat templates', () => {
   });
 
   it('answers the memory bomb with a 400 naming chat_template, and keeps serving', async () => {
-    const { result, slowestHealthMs, probes } = await whileProbing(() =>
+    const { result, slowestHealthMs, probes, peakRssMiB } = await whileProbing(() =>
       post('/v1/chat/completions', { model, messages: [{ role: 'user', content: 'x' }], chat_template: memoryBombTemplate, max_tokens: 1 }),
     );
-    console.log(`memory bomb: ${result.status} in ${result.ms.toFixed(0)} ms; slowest of ${probes} /health: ${slowestHealthMs.toFixed(1)} ms`);
+    console.log(`memory bomb: ${result.status} in ${result.ms.toFixed(0)} ms; slowest of ${probes} /health: ${slowestHealthMs.toFixed(1)} ms; peak RSS ${peakRssMiB} MiB`);
     expect(result.status).toBe(400);
     expect(result.body.error.param).toBe('chat_template');
     expect(result.body.error.message).toMatch(/memory|longer than/);
@@ -133,7 +151,7 @@ describe('request chat templates', () => {
       }
     })();
     await new Promise((resolve) => setTimeout(resolve, 200));
-    const { result, slowestHealthMs, probes } = await whileProbing(() =>
+    const { result, slowestHealthMs, probes, peakRssMiB } = await whileProbing(() =>
       post('/v1/chat/completions', { model, messages: [{ role: 'user', content: 'x' }], chat_template: stallTemplate, max_tokens: 1 }),
     );
     controller.abort();
@@ -141,7 +159,7 @@ describe('request chat templates', () => {
     const slowestGap = Math.max(...streamGaps.slice(1));
     console.log(
       `stall template: ${result.status} in ${result.ms.toFixed(0)} ms; slowest of ${probes} /health: ${slowestHealthMs.toFixed(1)} ms; ` +
-        `slowest gap of ${streamGaps.length} stream chunks: ${slowestGap.toFixed(1)} ms`,
+        `slowest gap of ${streamGaps.length} stream chunks: ${slowestGap.toFixed(1)} ms; peak RSS ${peakRssMiB} MiB`,
     );
     expect(result.status).toBe(400);
     expect(result.body.error.param).toBe('chat_template');
@@ -154,11 +172,7 @@ describe('request chat templates', () => {
   });
 
   it('holds memory flat over 1,000 distinct request templates (the template cache is bounded)', async () => {
-    const rss = () => {
-      const own = process.memoryUsage().rss;
-      const workers = engine.tokenizerPool.workerPids.map((pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024);
-      return own + workers.reduce((sum, bytes) => sum + bytes, 0);
-    };
+    const rss = serverRss;
     const render = (index: number) =>
       post('/tokenize', { model, messages: [{ role: 'user', content: 'x' }], chat_template: `{{ messages[0].content }} template ${index} {{ ${index} + 1 }}` });
     const settle = async () => {
@@ -179,8 +193,8 @@ describe('request chat templates', () => {
 
 describe('long prompts are bounded before and while they are tokenized', () => {
   it('refuses a 15 MiB single word on /tokenize at once, by its size', async () => {
-    const { result, slowestHealthMs } = await whileProbing(() => post('/tokenize', { model, prompt: 'a'.repeat(15 * 2 ** 20) }));
-    console.log(`15 MiB word on /tokenize: ${result.status} in ${result.ms.toFixed(0)} ms; slowest /health ${slowestHealthMs.toFixed(1)} ms`);
+    const { result, slowestHealthMs, peakRssMiB } = await whileProbing(() => post('/tokenize', { model, prompt: 'a'.repeat(15 * 2 ** 20) }));
+    console.log(`15 MiB word on /tokenize: ${result.status} in ${result.ms.toFixed(0)} ms; slowest /health ${slowestHealthMs.toFixed(1)} ms; peak RSS ${peakRssMiB} MiB`);
     expect(result.status).toBe(400);
     expect(result.body.error.param).toBe('prompt');
     expect(result.body.error.message).toMatch(/maximum context length is 32768 tokens\. However, your prompt comes to at least \d+ tokens/);
@@ -200,8 +214,8 @@ describe('long prompts are bounded before and while they are tokenized', () => {
   });
 
   it('stops tokenizing a 4 MiB single word (under the size bound) at the time budget, /health answering meanwhile', async () => {
-    const { result, slowestHealthMs, probes } = await whileProbing(() => post('/tokenize', { model, prompt: 'c'.repeat(4 * 2 ** 20) }));
-    console.log(`4 MiB word on /tokenize: ${result.status} in ${result.ms.toFixed(0)} ms; slowest of ${probes} /health: ${slowestHealthMs.toFixed(1)} ms`);
+    const { result, slowestHealthMs, probes, peakRssMiB } = await whileProbing(() => post('/tokenize', { model, prompt: 'c'.repeat(4 * 2 ** 20) }));
+    console.log(`4 MiB word on /tokenize: ${result.status} in ${result.ms.toFixed(0)} ms; slowest of ${probes} /health: ${slowestHealthMs.toFixed(1)} ms; peak RSS ${peakRssMiB} MiB`);
     expect(result.status).toBe(400);
     expect(result.body.error.param).toBe('prompt');
     expect(result.body.error.message).toMatch(/tokenizing the prompt took longer than 3000 ms/);
@@ -210,8 +224,8 @@ describe('long prompts are bounded before and while they are tokenized', () => {
   });
 
   it('answers a 10 MiB prompt of words with 400 within the time budget, /health answering meanwhile', async () => {
-    const { result, slowestHealthMs } = await whileProbing(() => post('/v1/completions', { model, prompt: 'word '.repeat(2 * 2 ** 20), max_tokens: 1 }));
-    console.log(`10 MiB prompt: ${result.status} in ${result.ms.toFixed(0)} ms; slowest /health ${slowestHealthMs.toFixed(1)} ms`);
+    const { result, slowestHealthMs, peakRssMiB } = await whileProbing(() => post('/v1/completions', { model, prompt: 'word '.repeat(2 * 2 ** 20), max_tokens: 1 }));
+    console.log(`10 MiB prompt: ${result.status} in ${result.ms.toFixed(0)} ms; slowest /health ${slowestHealthMs.toFixed(1)} ms; peak RSS ${peakRssMiB} MiB`);
     expect(result.status).toBe(400);
     expect(result.body.error.param).toBe('prompt');
     expect(result.ms).toBeLessThan(taskTimeoutMs + 2000);
