@@ -43,6 +43,21 @@ describe('pagoda serve on the built-in default model', () => {
 });
 
 describe('pagoda serve on the paged reference runner (the GPU graph, on the CPU)', () => {
+  it('serves /v1/embeddings with --runner pooling and --pooler-config, and says so in its log', async () => {
+    const lines: string[] = [];
+    const flags = ['--port', '0', '--kv-cache-memory', '8MiB', '--max-model-len', '512', '--runner', 'pooling', '--pooler-config', '{"pooling_type": "MEAN"}'];
+    const running = await serve(parseServeArgs(flags, {}), 'test', (line) => lines.push(line));
+    try {
+      const client = new OpenAI({ baseURL: `${running.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+      const response = await client.embeddings.create({ model: 'tiny-qwen2', input: ['Hello', 'World'] });
+      expect(response.data.map((entry) => entry.embedding.length)).toEqual([32, 32]);
+      expect(Math.hypot(...response.data[0]!.embedding)).toBeCloseTo(1, 5);
+      expect(lines.join('\n')).toMatch(/OpenAI-compatible: \/v1\/embeddings, \/v1\/models/);
+    } finally {
+      await running.stop();
+    }
+  });
+
   it('logs the pool self-check and answers the openai client as the CPU runner does', async () => {
     const ask = async (flags: string[]) => {
       const lines: string[] = [];

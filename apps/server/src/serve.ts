@@ -70,7 +70,8 @@ export async function serve(
   const address = await server.listen(options.port, options.host);
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const url = `http://${host}:${address.port}`;
-  log(`listening on ${url} (OpenAI-compatible: /v1/completions, /v1/chat/completions, /v1/models; /health, /metrics, /docs)`);
+  const openAiRoutes = engine.context.options.runner === 'pooling' ? '/v1/embeddings' : '/v1/completions, /v1/chat/completions, /v1/responses';
+  log(`listening on ${url} (OpenAI-compatible: ${openAiRoutes}, /v1/models; /health, /metrics, /docs)`);
 
   let last = { time: performance.now(), prompt: 0, generation: 0, queries: 0, hits: 0 };
   const timer = setInterval(() => {
