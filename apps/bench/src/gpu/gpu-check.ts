@@ -16,6 +16,7 @@ import {
   type GpuDeviceInfo,
   type ModelRunnerRequest,
 } from '@pagoda/engine';
+import { satisfiesSchema } from '@pagoda/engine/test';
 import { checkpointNames, decodeFloat32Base64, fixturePath, readReference, type CheckpointName } from '@pagoda/fixtures';
 import { argmax } from '@pagoda/sampling';
 import { kvCacheBytesPerToken } from '@pagoda/kv-cache';
@@ -32,7 +33,8 @@ export const gpuCheckUsage = `Usage: pagoda-bench gpu-check [options]
 Checks the GPU runner on this machine and writes gpu-check.json and gpu-notes.md:
   1. every fixture model's prefill logits against transformers (float16: within 5e-2) and its greedy tokens (equal
      up to the first step whose top-2 margin is under 0.05), at block size 16 and at the device's default;
-  2. a busy continuous-batching run with preemption: every request gets its solo output;
+  2. a busy continuous-batching run with preemption: every request gets its solo output; and structured outputs
+     (XGrammar's bitmasks on this device's logits): three JSON-schema requests give JSON that validates;
   3. decode tokens/s of the SmolLM2-135M-shaped dummy model through the server and pagoda-bench serve, at each
      stream count, next to Hugging Face transformers on an H100 and the memory roofline.
 On CUDA it also runs part 1 in bfloat16 (reported, not judged: the 5e-2 bound is float16's).
@@ -132,6 +134,12 @@ interface BusyCheck {
   passed: boolean;
 }
 
+interface StructuredOutputCheck {
+  requests: number;
+  outputs: string[];
+  passed: boolean;
+}
+
 interface PerfPoint {
   streams: number;
   requests: number;
@@ -152,6 +160,7 @@ export interface GpuCheckResult {
   machine: Record<string, unknown>;
   correctness: ModelCheck[];
   busy: BusyCheck | undefined;
+  structuredOutputs?: StructuredOutputCheck | undefined;
   perf: PerfPoint[];
   batchOneRunner: { tokensPerSecond: number; weightBytes: number; rooflineTokensPerSecond: number | undefined } | undefined;
   errors: string[];
@@ -288,6 +297,37 @@ async function checkBusy(options: GpuCheckOptions): Promise<BusyCheck> {
       mismatches,
       passed: mismatches.length === 0 && stats.numPreemptionsTotal > 0,
     };
+  } finally {
+    await llm.close();
+  }
+}
+
+/** Three requests constrained by a bounded JSON schema on tiny-qwen2: each output must parse and validate. */
+async function checkStructuredOutputs(options: GpuCheckOptions): Promise<StructuredOutputCheck> {
+  const schema = {
+    type: 'object',
+    properties: { city: { enum: ['Paris', 'Rome', 'Oslo'] }, sunny: { type: 'boolean' } },
+    required: ['city', 'sunny'],
+    additionalProperties: false,
+  };
+  const llm = await LLM.create(fixturePath('tiny-qwen2'), {
+    ...engineDevice(options),
+    kvCacheMemory: '64MiB',
+    maxModelLen: 512,
+    structuredOutputsConfig: { disableAnyWhitespace: true },
+  });
+  try {
+    const prompts = readReference('tiny-qwen2').prompts.map((prompt) => prompt.ids);
+    const params = prompts.map((_, index) => ({ temperature: 0.8, seed: index, maxTokens: 48, structuredOutputs: { json: schema } }));
+    const outputs = (await llm.generate(prompts, params)).map((output) => output.outputs[0]!.text);
+    const valid = outputs.every((text) => {
+      try {
+        return satisfiesSchema(JSON.parse(text), schema);
+      } catch {
+        return false;
+      }
+    });
+    return { requests: prompts.length, outputs, passed: valid };
   } finally {
     await llm.close();
   }
@@ -441,6 +481,10 @@ export async function runGpuCheck(options: GpuCheckOptions, log: (line: string) 
   }
   const busy = await attempt('busy continuous batching', () => checkBusy(settings));
   if (busy !== undefined) log(`  busy run: ${busy.requests} requests, ${busy.preemptions} preemptions, ${busy.mismatches.length} differ from solo -> ${busy.passed ? 'PASS' : 'FAIL'}`);
+  const structuredOutputs = await attempt('structured outputs', () => checkStructuredOutputs(settings));
+  if (structuredOutputs !== undefined) {
+    log(`  structured outputs: ${structuredOutputs.requests} JSON-schema requests, ${structuredOutputs.outputs.map((text) => JSON.stringify(text)).join(', ')} -> ${structuredOutputs.passed ? 'PASS' : 'FAIL'}`);
+  }
   const batchOneRunner = options.skipPerf ? undefined : await attempt('batch-1 runner', () => measureBatchOne(settings, gpu));
   const perf = options.skipPerf ? [] : ((await attempt('server performance', () => measurePerf(settings, log))) ?? []);
 
@@ -455,6 +499,7 @@ export async function runGpuCheck(options: GpuCheckOptions, log: (line: string) 
     machine: machineInfo(),
     correctness,
     busy,
+    structuredOutputs,
     perf,
     batchOneRunner,
     errors,
@@ -489,6 +534,10 @@ export function formatGpuNotes(result: GpuCheckResult): string {
     lines.push('', `Busy run (tiny-llama, 40 blocks of 16 tokens, 16 requests): ${result.busy.preemptions} preemptions, ${result.busy.prefixCacheHits} prefix-cache hit tokens, ` +
       `${result.busy.mismatches.length} requests differ from their solo output: ${result.busy.passed ? 'pass' : 'FAIL'}.`);
   }
+  if (result.structuredOutputs !== undefined) {
+    lines.push('', `Structured outputs (tiny-qwen2, a bounded JSON schema, XGrammar bitmasks): ${result.structuredOutputs.requests} requests, ` +
+      `outputs ${result.structuredOutputs.outputs.map((text) => `\`${text}\``).join(', ')}: ${result.structuredOutputs.passed ? 'pass' : 'FAIL'}.`);
+  }
   if (result.perf.length > 0 || result.batchOneRunner !== undefined) {
     lines.push('', '## Decode throughput, SmolLM2-135M-shaped dummy model', '');
     if (result.perf.length > 0) {
@@ -515,6 +564,6 @@ export function formatGpuNotes(result: GpuCheckResult): string {
 
 export async function gpuCheckMain(argv: readonly string[]): Promise<void> {
   const result = await runGpuCheck(parseGpuCheckArgs(argv));
-  const failed = result.errors.length > 0 || result.correctness.some((check) => check.judged && !check.passed) || result.busy?.passed === false;
+  const failed = result.errors.length > 0 || result.correctness.some((check) => check.judged && !check.passed) || result.busy?.passed === false || result.structuredOutputs?.passed === false;
   if (failed) process.exitCode = 1;
 }
