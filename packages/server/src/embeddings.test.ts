@@ -172,6 +172,29 @@ describe('/v1/embeddings', () => {
     expect(engine.makeStats()).toMatchObject({ numRunningRequests: 0, numWaitingRequests: 0, kvCacheUsage: 0 });
   });
 
+  it('lets go of every input of a request whose client leaves, and keeps serving', async () => {
+    const controller = new AbortController();
+    const promptTokensBefore = engine.makeStats().promptTokens;
+    const inputs = Array.from({ length: 48 }, (_, index) => Array.from({ length: 200 }, (_, token) => (token * 13 + index) % 5000));
+    const leaving = fetch(`${baseURL}/embeddings`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model, input: inputs }),
+      signal: controller.signal,
+    });
+    setTimeout(() => controller.abort(), 30);
+    await expect(leaving).rejects.toThrow();
+    const deadline = Date.now() + 5_000;
+    while (Date.now() < deadline && engine.makeStats().numRunningRequests + engine.makeStats().numWaitingRequests > 0) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(engine.makeStats()).toMatchObject({ numRunningRequests: 0, numWaitingRequests: 0, kvCacheUsage: 0 });
+    // The inputs still queued when the client left were aborted, not computed.
+    expect(engine.makeStats().promptTokens - promptTokensBefore).toBeLessThan(48 * 200);
+    const after = await client.embeddings.create({ model, input: 'still there?' });
+    expect(after.data).toHaveLength(1);
+  });
+
   it('refuses text endpoints on a pooling model and embeddings on a generating one, naming the model', async () => {
     const completion = await fetch(`${baseURL}/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model, prompt: 'hi' }) });
     expect(completion.status).toBe(400);

@@ -101,6 +101,11 @@ export async function handleEmbeddings(context: HandlerContext, body: EmbeddingR
     } catch (error) {
       stop.abort();
       await Promise.allSettled(outputs.running);
+      if (sink.signal.aborted) {
+        // Cut by the drain deadline: its 503. A client that left has nobody to answer.
+        if (sink.signal.reason instanceof ApiError) throw sink.signal.reason;
+        return;
+      }
       throw renameToInput(error);
     }
     const data = results.map((result, index) => {
