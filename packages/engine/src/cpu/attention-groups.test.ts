@@ -1,6 +1,6 @@
 import { fixturePath, readReference } from '@pagoda/fixtures';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { attentionGroups, executeInAttentionGroups } from './attention-groups';
+import { attentionGroups, executeInAttentionGroups, tokenRuns } from './attention-groups';
 import { ModelRunner } from './model-runner';
 import type { ModelRunnerOutput, ModelRunnerRequest } from '../model-step';
 import { argmax, maxDifference } from '../test-logits';
@@ -23,16 +23,34 @@ describe('attentionGroups', () => {
 
   it('merges the groups’ logits back into request order', async () => {
     const vocabSize = 2;
-    const requests = [request(1, 256), request(2048, 0), request(1, 300)];
+    const requests = [request(1, 256), { ...request(2048, 0), logits: 'all' as const }, request(1, 300)];
+    // Each row holds its request's position and the run's size, as the runner's contract says: 'last' one row,
+    // 'all' one per token, 'none' none.
     const run = async (group: readonly ModelRunnerRequest[]): Promise<ModelRunnerOutput> => {
-      // Each request's row holds its own context length, so the merged order can be checked.
-      const logits = new Float32Array(group.length * vocabSize);
-      group.forEach((entry, index) => logits.set([entry.numComputedTokens, entry.tokenIds.length], index * vocabSize));
-      return { logits, vocabSize, logitsRowStart: Int32Array.from(group.map((_, index) => index).concat(group.length)) };
+      const rows: number[][] = [];
+      const logitsRowStart = [0];
+      for (const entry of group) {
+        const count = entry.logits === 'none' ? 0 : entry.logits === 'all' ? entry.tokenIds.length : 1;
+        const first = entry.numComputedTokens + entry.tokenIds.length - count;
+        for (let row = 0; row < count; row += 1) rows.push([first + row, group.length]);
+        logitsRowStart.push(rows.length);
+      }
+      return { logits: Float32Array.from(rows.flat()), vocabSize, logitsRowStart: Int32Array.from(logitsRowStart) };
     };
     const merged = await executeInAttentionGroups(requests, run);
-    expect([...merged.logits]).toEqual([256, 1, 0, 2048, 300, 1]);
-    expect([...merged.logitsRowStart]).toEqual([0, 1, 2, 3]);
+    expect([...merged.logitsRowStart]).toEqual([0, 1, 2049, 2050]);
+    // The decodes ran together (2 requests), the long prompt as 8 runs of 256 tokens, its rows in token order.
+    expect([...merged.logits.subarray(0, 2)]).toEqual([256, 2]);
+    expect(Array.from({ length: 2048 }, (_, row) => merged.logits[(1 + row) * vocabSize])).toEqual(Array.from({ length: 2048 }, (_, row) => row));
+    expect([...merged.logits.subarray(2049 * vocabSize)]).toEqual([300, 2]);
+  });
+
+  it('packs requests into runs of at most the cap, cutting one that does not fit, its logits on its last piece', () => {
+    const runs = tokenRuns([request(100, 0), request(300, 40), { ...request(50, 0), logits: 'all' }], [0, 1, 2], 256);
+    expect(runs.map((parts) => parts.map(({ request: index, part }) => [index, part.numComputedTokens, part.tokenIds.length, part.logits ?? 'last']))).toEqual([
+      [[0, 0, 100, 'last'], [1, 40, 156, 'none']],
+      [[1, 196, 144, 'last'], [2, 0, 50, 'all']],
+    ]);
   });
 });
 
@@ -43,6 +61,19 @@ describe('a mixed batch on tiny-llama', () => {
     runner = await ModelRunner.load(fixturePath('tiny-llama'), { numBlocks: 128, blockSize, intraOpNumThreads: 1 });
   });
   afterAll(() => runner.release());
+
+  it('gives a 700-token prompt cut into runs of 256 the logits of one run, every row and the last', async () => {
+    const prompt = Array.from({ length: 700 }, (_, index) => (index * 7919 + 5) % 32_000);
+    const table = (start: number) => Array.from({ length: 44 }, (_, index) => start + index);
+    const whole = await executeInAttentionGroups([{ tokenIds: prompt, numComputedTokens: 0, blockTable: table(0), logits: 'all' }], (group) => runner.execute(group), Infinity);
+    const cut = await runner.execute([
+      { tokenIds: prompt, numComputedTokens: 0, blockTable: table(44), logits: 'all' },
+      { tokenIds: prompt.slice(0, 300), numComputedTokens: 0, blockTable: table(88) },
+    ]);
+    expect(cut.logitsRowStart[1]).toBe(700);
+    expect(maxDifference(cut.logits.subarray(0, 700 * cut.vocabSize), whole.logits)).toBeLessThan(1e-4);
+    expect(maxDifference(cut.logits.subarray(700 * cut.vocabSize), whole.logits.subarray(299 * cut.vocabSize, 300 * cut.vocabSize))).toBeLessThan(1e-4);
+  });
 
   it('gives the same logits split in two groups as each group run alone', async () => {
     const prompts = readReference('tiny-llama').prompts;
