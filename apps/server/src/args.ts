@@ -145,8 +145,11 @@ function integer(flag: string, value: string | undefined): number | undefined {
   return Number(value);
 }
 
-/** A flag's JSON object value, or a UsageError naming the flag. */
-function jsonObjectFlag(flag: string, value: string): Record<string, unknown> {
+/**
+ * A flag's JSON object value (vLLM's config flags), or a UsageError naming the flag: not a JSON object, or a key
+ * other than `keys`.
+ */
+function jsonObjectFlag(flag: string, value: string, keys: readonly string[]): Record<string, unknown> {
   let parsed: unknown;
   try {
     parsed = JSON.parse(value);
@@ -156,15 +159,15 @@ function jsonObjectFlag(flag: string, value: string): Record<string, unknown> {
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     throw new UsageError(`--${flag} must be a JSON object, got ${JSON.stringify(value)}`);
   }
+  const unknown = Object.keys(parsed).filter((key) => !keys.includes(key));
+  if (unknown.length > 0) throw new UsageError(`--${flag} takes ${keys.join(' and ')}, got ${unknown.join(', ')}`);
   return parsed as Record<string, unknown>;
 }
 
 /** `--pooler-config`: vLLM's JSON (`{"pooling_type": "MEAN", "normalize": false}`), checked by the engine. */
 function poolerConfig(value: string | undefined): EngineOptions['poolerConfig'] {
   if (value === undefined) return undefined;
-  const { pooling_type: poolingType, normalize, ...rest } = jsonObjectFlag('pooler-config', value);
-  const unknown = Object.keys(rest);
-  if (unknown.length > 0) throw new UsageError(`--pooler-config takes pooling_type and normalize, got ${unknown.join(', ')}`);
+  const { pooling_type: poolingType, normalize } = jsonObjectFlag('pooler-config', value, ['pooling_type', 'normalize']);
   if (poolingType !== undefined && typeof poolingType !== 'string') {
     throw new UsageError(`--pooler-config pooling_type must be a string, got ${JSON.stringify(poolingType)}`);
   }
@@ -177,18 +180,7 @@ function poolerConfig(value: string | undefined): EngineOptions['poolerConfig'] 
 /** `--structured-outputs-config`: vLLM's JSON (`{"disable_any_whitespace": true}`) as the engine option. */
 function structuredOutputsConfig(value: string | undefined): EngineOptions['structuredOutputsConfig'] {
   if (value === undefined) return undefined;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(value);
-  } catch {
-    throw new UsageError(`--structured-outputs-config must be a JSON object, got ${JSON.stringify(value)}`);
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    throw new UsageError(`--structured-outputs-config must be a JSON object, got ${JSON.stringify(value)}`);
-  }
-  const { disable_any_whitespace: disableAnyWhitespace, ...rest } = parsed as Record<string, unknown>;
-  const unknown = Object.keys(rest);
-  if (unknown.length > 0) throw new UsageError(`--structured-outputs-config takes disable_any_whitespace, got ${unknown.join(', ')}`);
+  const { disable_any_whitespace: disableAnyWhitespace } = jsonObjectFlag('structured-outputs-config', value, ['disable_any_whitespace']);
   return { ...(disableAnyWhitespace === undefined ? {} : { disableAnyWhitespace: disableAnyWhitespace as boolean }) };
 }
 

@@ -175,6 +175,7 @@ export type {
   StartupMemory,
 } from './core';
 export { loadPoolerConfig } from './model/pooler-config';
+export { truncateEmbedding } from './core/prompt-pooler';
 export type { PoolerConfig, PoolerConfigInput } from './model/pooler-config';
 // The types of the lower layers that the engine's API speaks, so the server needs only this package.
 export { RequestRejectedError, RequestStatus, SchedulerError } from '@pagoda/scheduler';

@@ -6,6 +6,7 @@
 import { createOpenAI } from '@ai-sdk/openai';
 import { OpenAIEmbeddings } from '@langchain/openai';
 import { AsyncLLM } from '@pagoda/engine';
+import { cosineDistance } from '@pagoda/engine/test';
 import { fixturePath } from '@pagoda/fixtures';
 import { embed, embedMany } from 'ai';
 import OpenAI from 'openai';
@@ -57,18 +58,6 @@ vi.setConfig({ testTimeout: 60_000 });
 async function post(url: string, body: unknown) {
   const response = await fetch(`${url}/embeddings`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
   return { status: response.status, body: (await response.json()) as Record<string, unknown> & ErrorBody };
-}
-
-function cosineDistance(left: ArrayLike<number>, right: ArrayLike<number>): number {
-  let dot = 0;
-  let leftNorm = 0;
-  let rightNorm = 0;
-  for (let index = 0; index < left.length; index += 1) {
-    dot += left[index]! * right[index]!;
-    leftNorm += left[index]! ** 2;
-    rightNorm += right[index]! ** 2;
-  }
-  return 1 - dot / Math.sqrt(leftNorm * rightNorm);
 }
 
 /** The engine's own vectors for `texts`, one request at a time: what every client must get back. */

@@ -1,4 +1,4 @@
-import type { EmbeddingOutput } from '@pagoda/engine';
+import { type EmbeddingOutput, truncateEmbedding } from '@pagoda/engine';
 import { randomUUID } from 'node:crypto';
 import { admitted, checkModel, type HandlerContext, now } from './generation';
 import { ApiError } from './http-error';
@@ -21,15 +21,6 @@ function readInputs(input: EmbeddingRequest['input']): Array<string | number[]> 
     if (entry.length === 0) throw new ApiError(400, `input[${index}] is empty`, 'input');
   });
   return list;
-}
-
-/** `vector` cut to its first `dimensions` entries (Matryoshka), scaled back to unit length when `normalize`. */
-function truncate(vector: readonly number[], dimensions: number | undefined, normalize: boolean): readonly number[] {
-  if (dimensions === undefined || dimensions === vector.length) return vector;
-  const head = vector.slice(0, dimensions);
-  if (!normalize) return head;
-  const norm = Math.sqrt(head.reduce((sum, value) => sum + value * value, 0));
-  return norm === 0 ? head : head.map((value) => value / norm);
 }
 
 /** OpenAI's base64 encoding: the float32 little-endian bytes of the vector. */
@@ -109,7 +100,7 @@ export async function handleEmbeddings(context: HandlerContext, body: EmbeddingR
       throw renameToInput(error);
     }
     const data = results.map((result, index) => {
-      const vector = truncate(result.embedding, dimensions, options.pooler!.normalize);
+      const vector = dimensions === undefined ? result.embedding : truncateEmbedding(result.embedding, dimensions, options.pooler!.normalize);
       return { index, object: 'embedding', embedding: format === 'base64' ? base64Of(vector) : vector };
     });
     const promptTokens = results.reduce((sum, result) => sum + result.promptTokenIds.length, 0);

@@ -15,6 +15,7 @@ import {
   prepareRequest,
   type PromptInput,
   resolveSamplingParams,
+  runnerMismatch,
 } from './engine-setup';
 import { OutputProcessor } from './output-processor';
 import type { EngineStats, RequestOutput } from './request-output';
@@ -244,9 +245,8 @@ export class AsyncLLM {
    */
   generate(request: GenerateRequest): AsyncIterableIterator<RequestOutput> {
     this.assertServing();
-    if (this.context.options.runner === 'pooling') {
-      throw new PagodaEngineError('pooling_model', 'this model runs with runner pooling: it computes embeddings (embed), not text');
-    }
+    const refused = runnerMismatch(this.context, 'generate');
+    if (refused !== undefined) throw refused;
     return this.startRequest(request);
   }
 
@@ -257,9 +257,8 @@ export class AsyncLLM {
    */
   async embed(request: EmbedRequest): Promise<EmbeddingOutput> {
     this.assertServing();
-    if (this.context.options.runner !== 'pooling') {
-      throw new PagodaEngineError('not_pooling_model', 'embed needs a pooling model: start the engine with runner pooling');
-    }
+    const refused = runnerMismatch(this.context, 'embed');
+    if (refused !== undefined) throw refused;
     const requestId = request.requestId ?? `embed-${this.nextRequestId++}`;
     const stream = this.startRequest({
       requestId,

@@ -389,10 +389,9 @@ export class EngineCore {
       });
     }
     this.collectPromptLogprobs(batch, modelOutput);
+    const { logits, vocabSize, logitsRowStart } = modelOutput;
     for (const { requestId, runIndex } of batch.pooledRuns) {
-      if (batch.voided.has(requestId)) continue;
-      const { logits, vocabSize, logitsRowStart } = modelOutput;
-      this.pooler!.add(requestId, logits, vocabSize, logitsRowStart[runIndex]!, logitsRowStart[runIndex + 1]!);
+      if (!batch.voided.has(requestId)) this.pooler!.add(requestId, logits, vocabSize, logitsRowStart[runIndex]!, logitsRowStart[runIndex + 1]!);
     }
     const sampled = this.sampler.sample({ logits: this.samplingLogits(batch, modelOutput), rows });
     const sampledTokenIds: Record<string, number[]> = {};

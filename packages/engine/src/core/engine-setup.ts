@@ -258,6 +258,19 @@ export function prepareRequest(
 }
 
 /**
+ * Why a call does not fit the model's runner, or undefined when it does: a pooling model (`runner: 'pooling'`)
+ * computes embeddings only, a generating one text only.
+ */
+export function runnerMismatch(context: Pick<ModelContext, 'options'>, call: 'generate' | 'embed'): PagodaEngineError | undefined {
+  const pooling = context.options.runner === 'pooling';
+  if (call === 'generate' && pooling) {
+    return new PagodaEngineError('pooling_model', 'this model runs with runner pooling: it computes embeddings (embed), not text');
+  }
+  if (call === 'embed' && !pooling) return new PagodaEngineError('not_pooling_model', 'embed needs a pooling model: create the engine with runner pooling');
+  return undefined;
+}
+
+/**
  * The most UTF-8 bytes a prompt may have and still fit the context: no token stands for more than
  * `tokenizer.maxInputBytesPerToken` bytes of text, so a longer text has more than `max_model_len` tokens and is
  * refused before it is tokenized (`Infinity` when the tokenizer's normalizer leaves no such bound).

@@ -1,9 +1,8 @@
 import type { SamplingParams } from '@pagoda/sampling';
-import { PagodaEngineError } from '../errors';
 import type { ChatMessage, ChatTemplateOptions } from '../frontend/text-tokenizer';
 import type { EngineCore } from './engine-core';
 import type { EngineOptions } from './engine-options';
-import { createEngineCore, loadModelContext, type ModelContext, prepareRequest, type PromptInput, renderChat } from './engine-setup';
+import { createEngineCore, loadModelContext, type ModelContext, prepareRequest, type PromptInput, renderChat, runnerMismatch } from './engine-setup';
 import { OutputProcessor, stopStringStatus } from './output-processor';
 import type { CompletionOutput, EngineStats, RequestOutput } from './request-output';
 
@@ -44,9 +43,8 @@ export class LLM {
 
   /** Generates for each prompt (text or token ids); `params` is shared or given per prompt. */
   generate(prompts: PromptInput | readonly PromptInput[], params?: SamplingParams | readonly SamplingParams[]): Promise<RequestOutput[]> {
-    if (this.context.options.runner === 'pooling') {
-      return Promise.reject(new PagodaEngineError('pooling_model', 'this model runs with runner pooling: it computes embeddings (embed), not text'));
-    }
+    const refused = runnerMismatch(this.context, 'generate');
+    if (refused !== undefined) return Promise.reject(refused);
     const inputs = isPromptList(prompts) ? prompts : [prompts];
     return this.run(inputs.map((input, index) => ({ input, params: Array.isArray(params) ? params[index] : (params as SamplingParams | undefined) })));
   }
@@ -56,9 +54,8 @@ export class LLM {
    * pooler config says, in one batch.
    */
   async embed(prompts: PromptInput | readonly PromptInput[]): Promise<number[][]> {
-    if (this.context.options.runner !== 'pooling') {
-      throw new PagodaEngineError('not_pooling_model', 'embed needs a pooling model: create the LLM with runner pooling');
-    }
+    const refused = runnerMismatch(this.context, 'embed');
+    if (refused !== undefined) throw refused;
     const inputs = isPromptList(prompts) ? prompts : [prompts];
     const outputs = await this.run(inputs.map((input) => ({ input, params: { maxTokens: 0 } })));
     return outputs.map((output) => [...output.embedding!]);

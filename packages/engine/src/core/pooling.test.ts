@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModelConfig } from '../model/model-config';
 import { loadModelWeights } from '../model/model-loader';
 import { readFloat } from '../model/weight-tensor';
+import { cosineDistance } from '../test';
 import { AsyncLLM, type EmbeddingOutput } from './async-llm';
 import { LLM } from './llm';
 
@@ -18,18 +19,6 @@ function project(hidden: readonly number[], head: Float32Array, vocabSize: numbe
     logits[row] = sum;
   }
   return logits;
-}
-
-function cosineDistance(left: readonly number[], right: readonly number[]): number {
-  let dot = 0;
-  let leftNorm = 0;
-  let rightNorm = 0;
-  left.forEach((value, index) => {
-    dot += value * right[index]!;
-    leftNorm += value * value;
-    rightNorm += right[index]! * right[index]!;
-  });
-  return 1 - dot / Math.sqrt(leftNorm * rightNorm);
 }
 
 function norm(vector: readonly number[]): number {

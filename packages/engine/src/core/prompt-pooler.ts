@@ -61,6 +61,16 @@ export class PromptPooler {
   }
 }
 
+/**
+ * An embedding cut to its first `dimensions` entries (Matryoshka representations, the API's `dimensions`), scaled
+ * back to unit length when the pooler normalizes.
+ */
+export function truncateEmbedding(vector: readonly number[], dimensions: number, normalized: boolean): number[] {
+  if (dimensions >= vector.length) return [...vector];
+  const head = vector.slice(0, dimensions);
+  return normalized ? normalize(head) : head;
+}
+
 /** `vector` scaled to unit L2 length (a zero vector stays zero). */
 export function normalize(vector: number[]): number[] {
   let squares = 0;

@@ -244,15 +244,15 @@ export function buildSegmentGraph(
 
   if (segment.output === 'hidden') {
     graph.output(graph.node('Identity', [hidden], 'hidden_out'), DataType.FLOAT, ['num_tokens', hiddenSize]);
-  } else if (segment.output === 'logits') {
-    // Only the rows that sample go through the final norm and the vocabulary projection, the largest matmul.
+  } else if (segment.output === 'logits' || segment.output === 'pooled') {
+    // Only the rows asked for go through the final norm (and the vocabulary projection, the largest matmul).
     const sampled = graph.node('Gather', [hidden, 'logits_index'], 'sampled_hidden', { axis: 0 });
-    const finalNormed = rmsNorm(sampled, 'model.norm.weight', 'final_norm');
-    linear(finalNormed, segment.headWeight, 'logits');
-    graph.output('logits', DataType.FLOAT, ['num_logits', segment.vocabSize]);
-  } else if (segment.output === 'pooled') {
-    const sampled = graph.node('Gather', [hidden, 'logits_index'], 'pooled_hidden', { axis: 0 });
-    graph.output(rmsNorm(sampled, 'model.norm.weight', 'hidden_states'), DataType.FLOAT, ['num_logits', hiddenSize]);
+    if (segment.output === 'pooled') {
+      graph.output(rmsNorm(sampled, 'model.norm.weight', 'hidden_states'), DataType.FLOAT, ['num_logits', hiddenSize]);
+    } else {
+      linear(rmsNorm(sampled, 'model.norm.weight', 'final_norm'), segment.headWeight, 'logits');
+      graph.output('logits', DataType.FLOAT, ['num_logits', segment.vocabSize]);
+    }
   }
 
   return { ...graph.finish(), slidingLayers };
