@@ -1,6 +1,6 @@
 import { fixturePath, readReference } from '@pagoda/fixtures';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { attentionGroups, executeInAttentionGroups, tokenRuns } from './attention-groups';
+import { attentionGroups, executeInAttentionGroups, runTokenCap, tokenRuns } from './attention-groups';
 import { ModelRunner } from './model-runner';
 import type { ModelRunnerOutput, ModelRunnerRequest } from '../model-step';
 import { argmax, maxDifference } from '../test-logits';
@@ -92,5 +92,16 @@ describe('a mixed batch on tiny-llama', () => {
     // The decodes' greedy tokens are the reference's second tokens.
     expect(argmax(rowOf(0))).toBe(prompts[0]!.greedy.ids[1]);
     expect(argmax(rowOf(2))).toBe(prompts[1]!.greedy.ids[1]);
+  });
+});
+
+describe('runTokenCap', () => {
+  it('lowers the 256-token cap in steps of 32 until a run returns at most 32 MiB of keys and values', () => {
+    // SmolLM2-135M: 46,080 bytes of keys and values per token.
+    expect(runTokenCap({ numLayers: 30, numKvHeads: 3, headDim: 64 })).toBe(256);
+    // Qwen3-0.6B: 229,376 bytes per token, 146 tokens to 32 MiB.
+    expect(runTokenCap({ numLayers: 28, numKvHeads: 8, headDim: 128 })).toBe(128);
+    // A model too wide for 32 tokens still runs 32 at a time.
+    expect(runTokenCap({ numLayers: 80, numKvHeads: 64, headDim: 128 })).toBe(32);
   });
 });

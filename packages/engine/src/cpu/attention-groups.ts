@@ -33,12 +33,29 @@ export function attentionGroups(requests: readonly ModelRunnerRequest[]): number
 }
 
 /**
- * Most new tokens in one session run. A run's activations grow faster than its token count (a 1,024-token prompt
- * step of a Qwen3-0.6B shape raised RSS by ~740 MiB, a 256-token one by ~77 MiB: every layer's new keys and values
- * come back at once, beside the run's intermediates), while a matrix product over 256 rows already runs near its
- * best. A longer step runs as several, in order, as chunked prefill would.
+ * Most new tokens in one session run. A run's activations grow with its token count (a 1,024-token prompt step of
+ * a Qwen3-0.6B shape raised RSS by ~740 MiB, a 256-token one by ~77 MiB, and a serving peak above start-up was
+ * ~1 MiB per token of the longest run: every layer's new keys and values come back at once, beside the run's
+ * intermediates), while a matrix product over 128-256 rows already runs near its best. A longer step runs as
+ * several, in order, as chunked prefill would.
  */
 export const maxTokensPerRun = 256;
+
+/** The keys and values one run may return (all layers, float32): sets {@link runTokenCap}. */
+export const maxKvBytesPerRun = 32 * 2 ** 20;
+
+/**
+ * The token cap of a model's runs: {@link maxTokensPerRun}, lowered (in steps of 32, to no less than 32) until the
+ * run's new keys and values fit {@link maxKvBytesPerRun}, so a model with wide layers keeps a step's activations
+ * near a small one's. Measured (pagoda-bench memory, 8 × 128-token prompts): the Qwen3-0.6B shape, whose
+ * 229 KiB of keys and values per token give 128, peaks 150 MiB lower than at 256 with the same prefill speed;
+ * SmolLM2-135M (46 KiB per token) keeps 256, where 128 prefills ~8% slower.
+ */
+export function runTokenCap(shape: { readonly numLayers: number; readonly numKvHeads: number; readonly headDim: number }): number {
+  const kvBytesPerToken = shape.numLayers * 2 * shape.numKvHeads * shape.headDim * 4;
+  const fitting = Math.floor(maxKvBytesPerRun / kvBytesPerToken / 32) * 32;
+  return Math.max(32, Math.min(maxTokensPerRun, fitting));
+}
 
 /** One request's share of one session run: request `request`, or the piece `part` of its tokens. */
 interface RunPart {
@@ -89,7 +106,7 @@ export function tokenRuns(requests: readonly ModelRunnerRequest[], indices: read
 
 /**
  * Runs `requests` through `run`: in one call, or in several when {@link attentionGroups} splits the batch or it
- * holds more than {@link maxTokensPerRun} new tokens ({@link tokenRuns}); returns the output as one call would:
+ * holds more than `cap` new tokens (default {@link maxTokensPerRun}; the runners pass {@link runTokenCap}) ({@link tokenRuns}); returns the output as one call would:
  * logits rows in request order, each request's pieces in token order.
  */
 export async function executeInAttentionGroups(

@@ -1,5 +1,5 @@
 import type * as ort from 'onnxruntime-node';
-import { executeInAttentionGroups } from './attention-groups';
+import { executeInAttentionGroups, runTokenCap } from './attention-groups';
 import { layoutBatch } from './batch-layout';
 import type { BatchLayoutContext } from './batch-layout';
 import { KvPools } from './kv-pools';
@@ -137,7 +137,7 @@ export class ModelRunner {
    * pools at the slots their block tables give, and returns the requested logits rows.
    */
   execute(requests: readonly ModelRunnerRequest[]): Promise<ModelRunnerOutput> {
-    return executeInAttentionGroups(requests, (group) => this.executeRun(group));
+    return executeInAttentionGroups(requests, (group) => this.executeRun(group), runTokenCap(this.config));
   }
 
   /** One session run over `requests`, attention padded to their longest query and context. */

@@ -132,6 +132,27 @@ export class GraphBuilder {
   }
 
   /**
+   * The float weight `name` as initializers over consecutive row ranges of its bytes in the weight file, each of at
+   * most `maxBytes` (`${name}.chunk0`, …; one range when it fits): see {@link linearNode}'s large-weight split.
+   * Returns each chunk's initializer and row count.
+   */
+  weightRowChunks(name: string, maxBytes: number, elementType: FloatElementType = 'float32'): Array<{ readonly name: string; readonly rows: number }> {
+    const { shape, entry } = this.placeFloat(name, elementType);
+    const [rows, ...rest] = shape as [number, ...number[]];
+    const rowBytes = entry.byteLength / rows;
+    // Chunks start on 64 KiB boundaries of the file (the entry's own alignment), which every platform maps.
+    const rowsPerAlignment = 2 ** 16 / gcd(rowBytes, 2 ** 16);
+    const chunkRows = Math.max(rowsPerAlignment, Math.floor(maxBytes / rowBytes / rowsPerAlignment) * rowsPerAlignment);
+    const chunks: Array<{ name: string; rows: number }> = [];
+    for (let start = 0; start < rows; start += chunkRows) {
+      const count = Math.min(chunkRows, rows - start);
+      const chunk = { key: entry.key, offset: entry.offset + start * rowBytes, byteLength: count * rowBytes };
+      chunks.push({ name: this.declareOnce(`${name}.chunk${chunks.length}`, floatDataType[elementType], [count, ...rest], chunk), rows: count });
+    }
+    return chunks;
+  }
+
+  /**
    * The float weight `name` under a second initializer name (`${name}.rows`) over the same bytes of the weight file,
    * for a Gather of a tied embedding on the CPU: the head's Gemm then holds the original alone, prepacks it and lets
    * ONNX Runtime unmap it, and the Gather's own mapping keeps only the rows it reads resident. (One initializer read
@@ -344,6 +365,16 @@ export function bytesOf(array: Float32Array | Uint16Array | Uint8Array): Uint8Ar
 }
 
 /**
+ * The largest float weight one Gemm holds (see linearNode): a larger one without a bias is split by rows. 64 MiB
+ * bounds the start-up overlap and leaves each Gemm thousands of output columns.
+ */
+export const maxGemmWeightBytes = 64 * 2 ** 20;
+
+function gcd(a: number, b: number): number {
+  return b === 0 ? a : gcd(b, a % b);
+}
+
+/**
  * `input · weightᵀ (+ bias)` for a Hugging Face `[out, in]` weight: `Gemm` with `transB` for a float weight,
  * `com.microsoft.MatMulNBits` for a quantized one (codes and scales as QuantizedInitializers lays them out, default
  * zero points, the bias as its input 5). `accuracyLevel` is MatMulNBits' own: 4 quantizes the activations to int8
@@ -354,11 +385,29 @@ export function linearNode(
   input: string,
   weightName: string,
   output: string,
-  options: { readonly bias?: string | undefined; readonly accuracyLevel: number; readonly elementType?: FloatElementType },
+  options: {
+    readonly bias?: string | undefined;
+    readonly accuracyLevel: number;
+    readonly elementType?: FloatElementType;
+    /** The largest float weight one Gemm holds (default {@link maxGemmWeightBytes}). */
+    readonly maxWeightBytes?: number;
+  },
 ): string {
   const elementType = options.elementType ?? 'float32';
+  const maxWeightBytes = options.maxWeightBytes ?? maxGemmWeightBytes;
   const bias = options.bias === undefined ? undefined : graph.weight(options.bias, elementType);
-  if (graph.weightTensor(weightName).format === 'float32') {
+  const tensor = graph.weightTensor(weightName);
+  if (tensor.format === 'float32') {
+    if (bias === undefined && tensor.shape.reduce((product, dim) => product * dim, 1) * (elementType === 'float32' ? 4 : 2) > maxWeightBytes) {
+      // One Gemm per row chunk, outputs concatenated: ONNX Runtime prepacks a Gemm's weight while its mapped pages
+      // are resident, so one Gemm over a large weight (a vocabulary head: 622 MB for Qwen3-0.6B) briefly holds it
+      // twice; in chunks the overlap is one chunk.
+      const chunks = graph.weightRowChunks(weightName, maxWeightBytes, elementType);
+      if (chunks.length > 1) {
+        const parts = chunks.map((chunk, index) => graph.node('Gemm', [input, chunk.name], `${output}.chunk${index}`, { transB: 1 }));
+        return graph.node('Concat', parts, output, { axis: -1 });
+      }
+    }
     const weight = graph.weight(weightName, elementType);
     return graph.node('Gemm', bias === undefined ? [input, weight] : [input, weight, bias], output, { transB: 1 });
   }

@@ -1,7 +1,7 @@
 import { createWorkerExecutor, partitionPlan } from '@pagoda/parallel';
 import type { Executor } from '@pagoda/parallel';
 import { availableParallelism } from 'node:os';
-import { executeInAttentionGroups } from '../cpu/attention-groups';
+import { executeInAttentionGroups, runTokenCap } from '../cpu/attention-groups';
 import type { ModelExecutor } from '../core/engine-core';
 import type { ModelConfig } from '../model/model-config';
 import type { Quantization } from '../model/quantization';
@@ -78,14 +78,17 @@ export async function createParallelModelExecutor(options: ParallelModelExecutor
     outputRank: outputRankOf(plan),
     workerData,
   });
-  return new ParallelModelExecutor(executor);
+  return new ParallelModelExecutor(executor, runTokenCap(config));
 }
 
 class ParallelModelExecutor implements ModelExecutor {
-  constructor(private readonly executor: Executor<readonly ModelRunnerRequest[], ModelRunnerOutput | undefined>) {}
+  constructor(
+    private readonly executor: Executor<readonly ModelRunnerRequest[], ModelRunnerOutput | undefined>,
+    private readonly runCap: number,
+  ) {}
 
   execute(requests: readonly ModelRunnerRequest[]): Promise<ModelRunnerOutput> {
-    return executeInAttentionGroups(requests, async (group) => (await this.executor.execute(group))!);
+    return executeInAttentionGroups(requests, async (group) => (await this.executor.execute(group))!, this.runCap);
   }
 
   release(): Promise<void> {
