@@ -444,6 +444,7 @@ export function packedLinearNode(
     readonly biases: boolean;
     readonly accuracyLevel: number;
     readonly elementType?: FloatElementType;
+    readonly maxWeightBytes?: number;
     readonly onWeight?: (name: string) => void;
   },
 ): string {
@@ -452,7 +453,12 @@ export function packedLinearNode(
     return name;
   };
   const linear = (weight: string, out: string, bias: string | undefined): string =>
-    linearNode(graph, input, use(weight)!, out, { bias: use(bias), accuracyLevel: options.accuracyLevel, ...(options.elementType === undefined ? {} : { elementType: options.elementType }) });
+    linearNode(graph, input, use(weight)!, out, {
+      bias: use(bias),
+      accuracyLevel: options.accuracyLevel,
+      ...(options.elementType === undefined ? {} : { elementType: options.elementType }),
+      ...(options.maxWeightBytes === undefined ? {} : { maxWeightBytes: options.maxWeightBytes }),
+    });
   const stack = (suffix: string): boolean => {
     const name = `${packedName}.${suffix}`;
     if (graph.hasWeight(name)) return true;

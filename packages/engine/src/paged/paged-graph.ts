@@ -133,15 +133,19 @@ export function buildPagedGraph(config: ModelConfig, weights: ModelWeights, opti
     return graph.weight(name, dtype);
   };
   const int64 = (name: string, values: number[]): string => graph.int64Constant(name, values);
-  /** `input · weightᵀ (+ bias)` over checkpoint weights, as linearNode builds it. */
+  /**
+   * `input · weightᵀ (+ bias)` over checkpoint weights, as linearNode builds it, each weight one Gemm: on a device
+   * every initializer is copied to device memory, so row chunks beside a tied embedding's shared initializer would
+   * hold its bytes twice (the CPU's chunks exist for its prepacking, see maxGemmWeightBytes).
+   */
   const linear = (input: string, weightName: string, output: string, bias?: string): string => {
     countWeight(weightName);
     if (bias !== undefined) countWeight(bias);
-    return linearNode(graph, input, weightName, output, { bias, accuracyLevel, elementType: dtype });
+    return linearNode(graph, input, weightName, output, { bias, accuracyLevel, elementType: dtype, maxWeightBytes: Infinity });
   };
   /** q/k/v or gate/up as one projection (see packedLinearNode). */
   const packedLinear = (input: string, name: string, parts: readonly string[], output: string, biases = false): string =>
-    packedLinearNode(graph, input, name, parts, output, { biases, accuracyLevel, elementType: dtype, onWeight: countWeight });
+    packedLinearNode(graph, input, name, parts, output, { biases, accuracyLevel, elementType: dtype, maxWeightBytes: Infinity, onWeight: countWeight });
 
   graph.input('input_ids', DataType.INT32, ['num_tokens']);
   graph.input('cumulative_sequence_length', DataType.INT32, ['batch_plus_one']);
