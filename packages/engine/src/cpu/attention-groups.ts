@@ -106,8 +106,9 @@ export function tokenRuns(requests: readonly ModelRunnerRequest[], indices: read
 
 /**
  * Runs `requests` through `run`: in one call, or in several when {@link attentionGroups} splits the batch or it
- * holds more than `cap` new tokens (default {@link maxTokensPerRun}; the runners pass {@link runTokenCap}) ({@link tokenRuns}); returns the output as one call would:
- * logits rows in request order, each request's pieces in token order.
+ * holds more than `cap` new tokens ({@link tokenRuns}; default {@link maxTokensPerRun}, the runners pass
+ * {@link runTokenCap}); returns the output as one call would: logits rows in request order, each request's pieces
+ * in token order.
  */
 export async function executeInAttentionGroups(
   requests: readonly ModelRunnerRequest[],

@@ -133,21 +133,22 @@ export class GraphBuilder {
 
   /**
    * The float weight `name` as initializers over consecutive row ranges of its bytes in the weight file, each of at
-   * most `maxBytes` (`${name}.chunk0`, …; one range when it fits): see {@link linearNode}'s large-weight split.
-   * Returns each chunk's initializer and row count.
+   * most `maxBytes` (`${name}.chunk0`, …), or as {@link weight} alone when it fits: see {@link linearNode}'s
+   * large-weight split.
    */
-  weightRowChunks(name: string, maxBytes: number, elementType: FloatElementType = 'float32'): Array<{ readonly name: string; readonly rows: number }> {
+  weightRowChunks(name: string, maxBytes: number, elementType: FloatElementType = 'float32'): string[] {
     const { shape, entry } = this.placeFloat(name, elementType);
     const [rows, ...rest] = shape as [number, ...number[]];
     const rowBytes = entry.byteLength / rows;
     // Chunks start on 64 KiB boundaries of the file (the entry's own alignment), which every platform maps.
     const rowsPerAlignment = 2 ** 16 / gcd(rowBytes, 2 ** 16);
     const chunkRows = Math.max(rowsPerAlignment, Math.floor(maxBytes / rowBytes / rowsPerAlignment) * rowsPerAlignment);
-    const chunks: Array<{ name: string; rows: number }> = [];
+    if (chunkRows >= rows) return [this.weight(name, elementType)];
+    const chunks: string[] = [];
     for (let start = 0; start < rows; start += chunkRows) {
       const count = Math.min(chunkRows, rows - start);
       const chunk = { key: entry.key, offset: entry.offset + start * rowBytes, byteLength: count * rowBytes };
-      chunks.push({ name: this.declareOnce(`${name}.chunk${chunks.length}`, floatDataType[elementType], [count, ...rest], chunk), rows: count });
+      chunks.push(this.declareOnce(`${name}.chunk${chunks.length}`, floatDataType[elementType], [count, ...rest], chunk));
     }
     return chunks;
   }
@@ -394,22 +395,16 @@ export function linearNode(
   },
 ): string {
   const elementType = options.elementType ?? 'float32';
-  const maxWeightBytes = options.maxWeightBytes ?? maxGemmWeightBytes;
   const bias = options.bias === undefined ? undefined : graph.weight(options.bias, elementType);
-  const tensor = graph.weightTensor(weightName);
-  if (tensor.format === 'float32') {
-    if (bias === undefined && tensor.shape.reduce((product, dim) => product * dim, 1) * (elementType === 'float32' ? 4 : 2) > maxWeightBytes) {
-      // One Gemm per row chunk, outputs concatenated: ONNX Runtime prepacks a Gemm's weight while its mapped pages
-      // are resident, so one Gemm over a large weight (a vocabulary head: 622 MB for Qwen3-0.6B) briefly holds it
-      // twice; in chunks the overlap is one chunk.
-      const chunks = graph.weightRowChunks(weightName, maxWeightBytes, elementType);
-      if (chunks.length > 1) {
-        const parts = chunks.map((chunk, index) => graph.node('Gemm', [input, chunk.name], `${output}.chunk${index}`, { transB: 1 }));
-        return graph.node('Concat', parts, output, { axis: -1 });
-      }
-    }
-    const weight = graph.weight(weightName, elementType);
-    return graph.node('Gemm', bias === undefined ? [input, weight] : [input, weight, bias], output, { transB: 1 });
+  if (graph.weightTensor(weightName).format === 'float32') {
+    if (bias !== undefined) return graph.node('Gemm', [input, graph.weight(weightName, elementType), bias], output, { transB: 1 });
+    // One Gemm per row chunk of a weight over maxWeightBytes, outputs concatenated: ONNX Runtime prepacks a Gemm's
+    // weight while its mapped pages are resident, so one Gemm over a large weight (a vocabulary head: 622 MB for
+    // Qwen3-0.6B) briefly holds it twice; in chunks the overlap is one chunk.
+    const chunks = graph.weightRowChunks(weightName, options.maxWeightBytes ?? maxGemmWeightBytes, elementType);
+    if (chunks.length === 1) return graph.node('Gemm', [input, chunks[0]!], output, { transB: 1 });
+    const parts = chunks.map((chunk, index) => graph.node('Gemm', [input, chunk], `${output}.chunk${index}`, { transB: 1 }));
+    return graph.node('Concat', parts, output, { axis: -1 });
   }
   const quantized = graph.quantizedWeight(weightName, elementType);
   return graph.node(
