@@ -21,6 +21,8 @@ how far RSS rose while serving above RSS at the end of start-up.
   --requests N              requests in the batch (default 8)
   --input-len N             prompt tokens each (default 128)
   --output-len N            tokens generated each (default 32)
+  --token-range N           prompt token ids spread over ids 1000 .. 1000 + N - 1 (default 20000); a wide range
+                            touches more embedding rows, as a server meeting real text does
   --max-num-batched-tokens N  the step's token budget (default the engine's, 2048): activations grow with it
   --threads N               ONNX Runtime intra-op threads (default: one per core)
   --output-json FILE        write the result as JSON`;
@@ -48,6 +50,7 @@ export async function memoryMain(argv: readonly string[]): Promise<void> {
     requests: { type: 'string', default: '8' },
     'input-len': { type: 'string', default: '128' },
     'output-len': { type: 'string', default: '32' },
+    'token-range': { type: 'string', default: '20000' },
     'max-num-batched-tokens': { type: 'string' },
     threads: { type: 'string' },
     'output-json': { type: 'string' },
@@ -56,6 +59,8 @@ export async function memoryMain(argv: readonly string[]): Promise<void> {
   if (shape === undefined) throw new UsageError(`--shape must be one of ${Object.keys(shapes).join(', ')}, got ${JSON.stringify(values.shape)}`);
   const quantization = values.quantization;
   if (quantization !== undefined && quantization !== 'int8' && quantization !== 'int4') throw new UsageError(`--quantization must be int8 or int4, got ${JSON.stringify(quantization)}`);
+  const tokenRange = integerOption('token-range', values['token-range'], 1)!;
+  if (1000 + tokenRange > shape.vocab_size) throw new UsageError(`--token-range must leave ids 1000 .. 1000 + N - 1 inside the ${shape.vocab_size}-token vocabulary, got ${tokenRange}`);
   const directory = await writeDummyModelDir(shape);
   try {
     const args: ChildArgs = {
@@ -65,6 +70,7 @@ export async function memoryMain(argv: readonly string[]): Promise<void> {
       requests: integerOption('requests', values.requests, 1)!,
       inputLength: integerOption('input-len', values['input-len'], 1)!,
       outputLength: integerOption('output-len', values['output-len'], 1)!,
+      tokenRange,
       threads: integerOption('threads', values.threads, 1),
       maxNumBatchedTokens: integerOption('max-num-batched-tokens', values['max-num-batched-tokens'], 1),
     };
@@ -83,6 +89,7 @@ export async function memoryMain(argv: readonly string[]): Promise<void> {
       requests: args.requests,
       input_len: args.inputLength,
       output_len: args.outputLength,
+      token_range: args.tokenRange,
       max_num_batched_tokens: args.maxNumBatchedTokens ?? 2048,
       rss_before_loading_bytes: startup.rssBeforeLoadingBytes,
       rss_after_startup_bytes: startup.rssAfterStartupBytes,
@@ -124,6 +131,7 @@ interface ChildArgs {
   readonly requests: number;
   readonly inputLength: number;
   readonly outputLength: number;
+  readonly tokenRange: number;
   readonly threads: number | undefined;
   readonly maxNumBatchedTokens: number | undefined;
 }
@@ -175,7 +183,7 @@ async function memoryChild(args: ChildArgs): Promise<void> {
     let outputTokens = 0;
     await Promise.all(
       Array.from({ length: args.requests }, async (_, index) => {
-        const prompt = Array.from({ length: args.inputLength }, (_, position) => 1000 + ((index * 7919 + position * 31) % 20000));
+        const prompt = Array.from({ length: args.inputLength }, (_, position) => 1000 + ((index * 7919 + position * 31) % args.tokenRange));
         // Deltas: each carries the tokens made since the last one.
         for await (const delta of engine.generate({ prompt: prompt, samplingParams: { temperature: 0, maxTokens: args.outputLength, ignoreEos: true } })) {
           outputTokens += delta.outputs[0]?.tokenIds.length ?? 0;

@@ -96,11 +96,11 @@ describe('a mixed batch on tiny-llama', () => {
 });
 
 describe('runTokenCap', () => {
-  it('lowers the 256-token cap in steps of 32 until a run returns at most 32 MiB of keys and values', () => {
+  it('lowers the 256-token cap in steps of 32 until a run returns at most 16 MiB of keys and values', () => {
     // SmolLM2-135M: 46,080 bytes of keys and values per token.
     expect(runTokenCap({ numLayers: 30, numKvHeads: 3, headDim: 64 })).toBe(256);
-    // Qwen3-0.6B: 229,376 bytes per token, 146 tokens to 32 MiB.
-    expect(runTokenCap({ numLayers: 28, numKvHeads: 8, headDim: 128 })).toBe(128);
+    // Qwen3-0.6B: 229,376 bytes per token, 73 tokens to 16 MiB.
+    expect(runTokenCap({ numLayers: 28, numKvHeads: 8, headDim: 128 })).toBe(64);
     // A model too wide for 32 tokens still runs 32 at a time.
     expect(runTokenCap({ numLayers: 80, numKvHeads: 64, headDim: 128 })).toBe(32);
   });

@@ -42,14 +42,15 @@ export function attentionGroups(requests: readonly ModelRunnerRequest[]): number
 export const maxTokensPerRun = 256;
 
 /** The keys and values one run may return (all layers, float32): sets {@link runTokenCap}. */
-export const maxKvBytesPerRun = 32 * 2 ** 20;
+export const maxKvBytesPerRun = 16 * 2 ** 20;
 
 /**
  * The token cap of a model's runs: {@link maxTokensPerRun}, lowered (in steps of 32, to no less than 32) until the
  * run's new keys and values fit {@link maxKvBytesPerRun}, so a model with wide layers keeps a step's activations
- * near a small one's. Measured (pagoda-bench memory, 8 × 128-token prompts): the Qwen3-0.6B shape, whose
- * 229 KiB of keys and values per token give 128, peaks 150 MiB lower than at 256 with the same prefill speed;
- * SmolLM2-135M (46 KiB per token) keeps 256, where 128 prefills ~8% slower.
+ * near a small one's. Measured (pagoda-bench memory, int4, 8 × 128-token prompts, three interleaved runs each): the
+ * Qwen3-0.6B shape, whose 229 KiB of keys and values per token give 64, peaks at 1,095-1,105 MiB against
+ * 1,124-1,198 MiB at 128, prefilling 3% slower than at 128; SmolLM2-135M (46 KiB per token)
+ * keeps 256, where 128 prefills ~8% slower.
  */
 export function runTokenCap(shape: { readonly numLayers: number; readonly numKvHeads: number; readonly headDim: number }): number {
   const kvBytesPerToken = shape.numLayers * 2 * shape.numKvHeads * shape.headDim * 4;

@@ -21,8 +21,13 @@ export interface BatchLayoutContext {
 
 /** A batch as the graph takes it. */
 export interface BatchLayout {
-  /** Every input of the single-rank graph but the pools; a segment's session takes the ones it declares. */
+  /**
+   * Every input of the single-rank graph but the pools and `hidden` (the embedding rows of {@link inputIds}, which the
+   * runner looks up); a segment's session takes the ones it declares.
+   */
   readonly feeds: Record<string, ort.Tensor>;
+  /** Every request's new tokens, request after request. */
+  readonly inputIds: Int32Array;
   /** The pool slot of each new token (flat batch order), where its key and value go. */
   readonly slotMapping: Int32Array;
   /** Request `i`'s logits rows are `logitsRowStart[i]` up to `logitsRowStart[i + 1]`. */
@@ -125,7 +130,6 @@ export function layoutBatch(requests: readonly ModelRunnerRequest[], context: Ba
   writeRopeCosSin(frequencies, positions, cos, sin);
 
   const feeds: Record<string, ort.Tensor> = {
-    input_ids: new ort.Tensor('int32', inputIds, [numTokens]),
     rope_cos: new ort.Tensor('float32', cos, [numTokens, 1, headDim]),
     rope_sin: new ort.Tensor('float32', sin, [numTokens, 1, headDim]),
     query_index: new ort.Tensor('int32', queryIndex, [numRequests, maxQuery]),
@@ -139,7 +143,7 @@ export function layoutBatch(requests: readonly ModelRunnerRequest[], context: Ba
   if (slidingMask !== undefined) {
     feeds.sliding_attention_mask = new ort.Tensor('float32', slidingMask, [numRequests, 1, maxQuery, maxKeys]);
   }
-  return { feeds, slotMapping, logitsRowStart, numLogits };
+  return { feeds, inputIds, slotMapping, logitsRowStart, numLogits };
 }
 
 

@@ -1,4 +1,4 @@
-import type * as ort from 'onnxruntime-node';
+import * as ort from 'onnxruntime-node';
 import { executeInAttentionGroups, runTokenCap } from './attention-groups';
 import { layoutBatch } from './batch-layout';
 import type { BatchLayoutContext } from './batch-layout';
@@ -6,11 +6,13 @@ import { KvPools } from './kv-pools';
 import { ModelInputError } from '../errors';
 import { checkExecutionProvider, startSession } from '../execution-provider';
 import type { ExecutionProvider } from '../execution-provider';
+import { EmbeddingTable } from '../model/embedding-table';
 import { loadModelConfig } from '../model/model-config';
 import type { ModelConfig } from '../model/model-config';
 import { buildModelGraph } from '../model/model-graph';
 import { loadModelWeights, type ModelWeightsOptions } from '../model/model-loader';
 import { ropeFrequencies, ropeType } from '../model/rope';
+import { ModelFiles } from '../model/weight-file';
 import type { ModelWeights } from '../model/weight-tensor';
 import type { ModelRunnerOutput, ModelRunnerRequest } from '../model-step';
 
@@ -52,6 +54,7 @@ export class ModelRunner {
   readonly blockSize: number;
   readonly executionProvider: ExecutionProvider;
   private readonly session: ort.InferenceSession;
+  private readonly embeddings: EmbeddingTable;
   private readonly pools: KvPools;
   private readonly layout: BatchLayoutContext;
   /** Bytes of the weights as the session was given them (float32, or quantized codes and scales). */
@@ -60,6 +63,7 @@ export class ModelRunner {
   private constructor(
     config: ModelConfig,
     session: ort.InferenceSession,
+    embeddings: EmbeddingTable,
     options: ModelRunnerOptions & {
       executionProvider: ExecutionProvider;
       hasSlidingLayers: boolean;
@@ -68,6 +72,7 @@ export class ModelRunner {
   ) {
     this.config = config;
     this.session = session;
+    this.embeddings = embeddings;
     this.weightBytes = options.weightBytes;
     this.numBlocks = options.numBlocks;
     this.blockSize = options.blockSize;
@@ -109,9 +114,21 @@ export class ModelRunner {
       ...(options.accuracyLevel === undefined ? {} : { accuracyLevel: options.accuracyLevel }),
       pooled: options.pooled === true,
     });
-    // The session reads the weights from a file it maps; nothing of them stays in JavaScript (see WeightFile).
-    const session = await startSession(graph, executionProvider, { intraOpNumThreads: options.intraOpNumThreads });
-    return new ModelRunner(config, session, {
+    // The session reads the weights from a file it maps, and the runner the embedding's rows; nothing of them stays
+    // in JavaScript (see WeightFile and EmbeddingTable).
+    const files = await ModelFiles.create(graph.weights);
+    let session: ort.InferenceSession | undefined;
+    let embeddings: EmbeddingTable;
+    try {
+      session = await startSession(graph, executionProvider, { intraOpNumThreads: options.intraOpNumThreads, files });
+      embeddings = EmbeddingTable.open(files.weightsPath, graph.embedding!);
+    } catch (error) {
+      await session?.release();
+      throw error;
+    } finally {
+      await files.remove();
+    }
+    return new ModelRunner(config, session, embeddings, {
       ...options,
       executionProvider,
       hasSlidingLayers: graph.slidingLayers.some(Boolean),
@@ -143,7 +160,8 @@ export class ModelRunner {
   /** One session run over `requests`, attention padded to their longest query and context. */
   private async executeRun(requests: readonly ModelRunnerRequest[]): Promise<ModelRunnerOutput> {
     const batch = layoutBatch(requests, this.layout);
-    const results = await this.session.run({ ...batch.feeds, ...this.pools.feeds });
+    const hidden = new ort.Tensor('float32', this.embeddings.lookup(batch.inputIds), [batch.inputIds.length, this.config.hiddenSize]);
+    const results = await this.session.run({ ...batch.feeds, hidden, ...this.pools.feeds });
     for (let layer = 0; layer < this.config.numLayers; layer += 1) {
       this.pools.write(
         layer,
@@ -161,6 +179,7 @@ export class ModelRunner {
 
   /** Releases the ONNX Runtime session. */
   async release(): Promise<void> {
+    this.embeddings.close();
     await this.session.release();
   }
 }

@@ -2,7 +2,9 @@ import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { startSession } from '../execution-provider';
-import { DataType, embeddingNode, GraphBuilder, linearNode } from './graph-builder';
+import { EmbeddingTable } from './embedding-table';
+import { DataType, GraphBuilder, linearNode } from './graph-builder';
+import { ModelFiles } from './weight-file';
 import { floatWeight, type WeightTensor } from './weight-tensor';
 
 function random(seed: number): () => number {
@@ -23,14 +25,19 @@ describe('a float weight over the Gemm size limit', () => {
   async function session(maxWeightBytes: number | undefined) {
     const graph = new GraphBuilder(new Map<string, WeightTensor>([['w', floatWeight([outputs, inputs], weight)]]));
     graph.input('x', DataType.FLOAT, ['m', inputs]);
-    graph.input('ids', DataType.INT32, ['n']);
     const linearOptions = { accuracyLevel: 4, ...(maxWeightBytes === undefined ? {} : { maxWeightBytes }) };
     graph.output(linearNode(graph, 'x', 'w', 'y', linearOptions), DataType.FLOAT, ['m', outputs]);
-    // A tied embedding's Gather over the same bytes, as the CPU graph has beside its head.
-    graph.output(embeddingNode(graph, 'w', 'ids', 'rows', { layout: 'separate' }), DataType.FLOAT, ['n', inputs]);
+    // A tied embedding's rows over the same bytes, as the CPU graph places them beside its head.
+    const rows = graph.placeRows('w');
     const built = graph.finish();
     const gemms = onnxProto.onnx.ModelProto.decode(built.model).graph!.node!.filter((node) => node.opType === 'Gemm').length;
-    return { session: await startSession(built, 'cpu', { intraOpNumThreads: 1 }), gemms, fileBytes: built.weights.byteLength };
+    const files = await ModelFiles.create(built.weights);
+    try {
+      const started = await startSession(built, 'cpu', { intraOpNumThreads: 1, files });
+      return { session: started, table: EmbeddingTable.open(files.weightsPath, rows), gemms, fileBytes: built.weights.byteLength };
+    } finally {
+      await files.remove();
+    }
   }
 
   it('runs as one Gemm per row chunk over the one copy of its bytes, and computes what one Gemm does', async () => {
@@ -39,10 +46,10 @@ describe('a float weight over the Gemm size limit', () => {
     try {
       expect(whole.gemms).toBe(1);
       expect(chunked.gemms).toBe(2);
-      // The chunks and the Gather's rows are initializers over the bytes placed once.
+      // The chunks and the embedding's rows read the bytes placed once.
       expect(chunked.fileBytes).toBe(whole.fileBytes);
       expect(chunked.fileBytes).toBe(outputs * inputs * 4);
-      const feeds = { x: new ort.Tensor('float32', x, [tokens, inputs]), ids: new ort.Tensor('int32', Int32Array.from([1199, 0, 1024]), [3]) };
+      const feeds = { x: new ort.Tensor('float32', x, [tokens, inputs]) };
       const expected = await whole.session.run(feeds);
       const actual = await chunked.session.run(feeds);
       const y = actual.y!.data as Float32Array;
@@ -54,12 +61,15 @@ describe('a float weight over the Gemm size limit', () => {
         }
       }
       expect(Array.from(y)).toEqual(Array.from(expected.y!.data as Float32Array));
-      expect(Array.from(actual.rows!.data as Float32Array)).toEqual([
+      expect(Array.from(chunked.table.lookup([1199, 0, 1024]))).toEqual([
         ...weight.subarray(1199 * inputs, 1200 * inputs),
         ...weight.subarray(0, inputs),
         ...weight.subarray(1024 * inputs, 1025 * inputs),
       ]);
+      expect(() => chunked.table.lookup([1200])).toThrow(/token id 1200 is outside the embedding's 1200 rows/);
     } finally {
+      whole.table.close();
+      chunked.table.close();
       await whole.session.release();
       await chunked.session.release();
     }

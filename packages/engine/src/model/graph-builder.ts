@@ -39,6 +39,11 @@ export interface QuantizedInitializers {
   readonly columns: number;
 }
 
+/** Where a `[rows, columns]` weight's bytes lie in the weight file (GraphBuilder.placeRows). */
+export type PlacedRows =
+  | { readonly format: 'float32'; readonly rows: number; readonly columns: number; readonly values: WeightFileEntry }
+  | { readonly format: QuantizedFormat; readonly rows: number; readonly columns: number; readonly codes: WeightFileEntry; readonly scales: WeightFileEntry };
+
 /**
  * Collects nodes, inputs, outputs and initializers. Initializers are external data in a {@link WeightFile} (placed
  * now, written when the session starts), never protobuf bytes, so a model may exceed protobuf's 2 GB and its weights
@@ -154,14 +159,16 @@ export class GraphBuilder {
   }
 
   /**
-   * The float weight `name` under a second initializer name (`${name}.rows`) over the same bytes of the weight file,
-   * for a Gather of a tied embedding on the CPU: the head's Gemm then holds the original alone, prepacks it and lets
-   * ONNX Runtime unmap it, and the Gather's own mapping keeps only the rows it reads resident. (One initializer read
-   * by both would stay mapped whole, every page touched by the prepacking.)
+   * Places the weight `name` in the weight file without declaring an initializer, and says where its bytes lie:
+   * float32 rows, or quantized codes and float32 scales (the same entries a tied head's initializers read). The CPU
+   * runners read the embedding's rows from the file themselves (see EmbeddingTable), so no session maps it.
    */
-  weightRows(name: string, elementType: FloatElementType = 'float32'): string {
-    const { shape, entry } = this.placeFloat(name, elementType);
-    return this.declareOnce(`${name}.rows`, floatDataType[elementType], shape, entry);
+  placeRows(name: string): PlacedRows {
+    const tensor = this.weightTensor(name);
+    const [rows, columns] = tensor.shape as [number, number];
+    if (tensor.format === 'float32') return { format: 'float32', rows, columns, values: this.placeFloat(name, 'float32').entry };
+    const { codes, scalesEntry } = this.placeQuantized(name, 'float32');
+    return { format: tensor.format, rows, columns, codes, scales: scalesEntry };
   }
 
   private placeFloat(name: string, elementType: FloatElementType): { shape: readonly number[]; entry: WeightFileEntry } {
@@ -182,34 +189,25 @@ export class GraphBuilder {
   quantizedWeight(name: string, scaleType: FloatElementType = 'float32'): QuantizedInitializers {
     const placed = this.placeQuantized(name, scaleType);
     const codes = this.declareOnce(`${name}.codes`, DataType.UINT8, [placed.rows, placed.blocks, bytesPerBlock(placed.format)], placed.codes);
-    return { codes, scales: placed.scales, format: placed.format, rows: placed.rows, columns: placed.columns };
+    const scales = this.declareOnce(`${name}.scales`, floatDataType[scaleType], [placed.rows, placed.blocks], placed.scalesEntry);
+    return { codes, scales, format: placed.format, rows: placed.rows, columns: placed.columns };
   }
 
   /**
-   * The quantized embedding `name` as GatherBlockQuantized's initializers, over the same bytes of the weight file as
-   * {@link quantizedWeight}'s (a tied head's):
-   *
-   * ```text
-   * separate  codes `${name}.codes.rows` [rows, blocks · 32 · bits / 8], scales [rows, blocks]: a second initializer,
-   *           so on the CPU the head's MatMulNBits holds its codes alone, prepacks them and lets them be unmapped
-   * shared    codes `${name}.codes` [rows, blocks, 32 · bits / 8] (the head's very initializer, quantize_axis 2),
-   *           scales `${name}.scales.blocks` [rows, blocks, 1]: one copy of the codes on a GPU
-   * ```
+   * The quantized embedding `name` as GatherBlockQuantized's initializers, over the very codes a tied head's
+   * MatMulNBits reads (`${name}.codes` [rows, blocks, 32 · bits / 8], quantize_axis 2) and its scales as
+   * `${name}.scales.blocks` [rows, blocks, 1]: on a GPU, one copy of the codes.
    */
-  quantizedEmbedding(name: string, scaleType: FloatElementType, layout: 'separate' | 'shared'): QuantizedInitializers & { readonly quantizeAxis: number } {
+  quantizedEmbedding(name: string, scaleType: FloatElementType): QuantizedInitializers & { readonly quantizeAxis: number } {
     const placed = this.placeQuantized(name, scaleType);
     const blockBytes = bytesPerBlock(placed.format);
-    if (layout === 'separate') {
-      const codes = this.declareOnce(`${name}.codes.rows`, DataType.UINT8, [placed.rows, placed.blocks * blockBytes], placed.codes);
-      return { codes, scales: placed.scales, format: placed.format, rows: placed.rows, columns: placed.columns, quantizeAxis: 1 };
-    }
     const codes = this.declareOnce(`${name}.codes`, DataType.UINT8, [placed.rows, placed.blocks, blockBytes], placed.codes);
     const scales = this.declareOnce(`${name}.scales.blocks`, floatDataType[scaleType], [placed.rows, placed.blocks, 1], placed.scalesEntry);
     return { codes, scales, format: placed.format, rows: placed.rows, columns: placed.columns, quantizeAxis: 2 };
   }
 
   /**
-   * Places a quantized weight's codes and scales in the weight file and declares the scales. Both come from one read
+   * Places a quantized weight's codes and scales in the weight file. Both come from one read
    * of the weight, made when the codes are written and dropped once the scales are.
    */
   private placeQuantized(name: string, scaleType: FloatElementType) {
@@ -225,8 +223,7 @@ export class GraphBuilder {
       pending = undefined;
       return scaleType === 'float32' ? bytesOf(values) : bytesOf(toHalfPrecision(values, scaleType));
     });
-    const scales = this.declareOnce(`${name}.scales`, floatDataType[scaleType], [rows, blocks], scalesEntry);
-    return { format: tensor.format, rows, columns, blocks, codes, scales, scalesEntry };
+    return { format: tensor.format, rows, columns, blocks, codes, scalesEntry };
   }
 
   private declareOnce(name: string, dataType: number, dims: readonly number[], entry: WeightFileEntry): string {
@@ -469,34 +466,31 @@ export function packedLinearNode(
 }
 
 /**
- * The rows of the embedding `weightName` at `indices`: `Gather` for a float weight, `com.microsoft.
- * GatherBlockQuantized` for a quantized one (probed on ONNX Runtime 1.30: uint8 data of 4 or 8 bits, 2-D
- * `[vocab, hidden · bits / 8]` with scales `[vocab, blocks]`, or MatMulNBits' 3-D layout with scales
- * `[vocab, blocks, 1]` and quantize_axis 2; default zero points as MatMulNBits'). `layout` says whether the
- * embedding reads its own initializer over the weight file's bytes (`separate`: the CPU, see GraphBuilder.weightRows)
- * or the one a tied head reads (`shared`: a GPU, which would otherwise hold the bytes twice).
+ * The rows of the embedding `weightName` at `indices`, on a device (the CPU runners read rows themselves, see
+ * EmbeddingTable): `Gather` for a float weight, `com.microsoft.GatherBlockQuantized` for a quantized one (probed on
+ * ONNX Runtime 1.30: uint8 data of 4 or 8 bits in MatMulNBits' 3-D layout with scales `[vocab, blocks, 1]` and
+ * quantize_axis 2; default zero points as MatMulNBits'). Both read the initializer a tied head reads, so a GPU holds
+ * the bytes once.
  */
 export function embeddingNode(
   graph: GraphBuilder,
   weightName: string,
   indices: string,
   output: string,
-  options: { readonly elementType?: FloatElementType; readonly layout: 'separate' | 'shared' },
+  options: { readonly elementType?: FloatElementType } = {},
 ): string {
   const elementType = options.elementType ?? 'float32';
   if (graph.weightTensor(weightName).format === 'float32') {
-    const table = options.layout === 'separate' ? graph.weightRows(weightName, elementType) : graph.weight(weightName, elementType);
-    return graph.node('Gather', [table, indices], output, { axis: 0 });
+    return graph.node('Gather', [graph.weight(weightName, elementType), indices], output, { axis: 0 });
   }
-  const quantized = graph.quantizedEmbedding(weightName, elementType, options.layout);
+  const quantized = graph.quantizedEmbedding(weightName, elementType);
   const gathered = graph.node(
     'GatherBlockQuantized',
     [quantized.codes, indices, quantized.scales],
-    options.layout === 'separate' ? output : `${output}.blocks`,
+    `${output}.blocks`,
     { gather_axis: 0, quantize_axis: quantized.quantizeAxis, block_size: quantizationBlockSize, bits: formatBits[quantized.format] },
     microsoftDomain,
   );
-  if (options.layout === 'separate') return gathered;
   // [tokens, blocks, 32] back to [tokens, hidden]: a view, no copy.
   return graph.node('Reshape', [gathered, graph.int64Constant(`${weightName}.rows_shape`, [0, quantized.columns])], output);
 }

@@ -1,5 +1,5 @@
 import { blockAttention, declareBlockAttentionInputs } from './block-attention';
-import { DataType, embeddingNode, GraphBuilder, linearNode, packedLinearNode } from './graph-builder';
+import { DataType, GraphBuilder, linearNode, packedLinearNode, type PlacedRows } from './graph-builder';
 import type { ModelConfig } from './model-config';
 import { hasOutputBias } from './model-weights';
 import { defaultAccuracyLevel } from './quantization';
@@ -12,6 +12,11 @@ export interface ModelGraph {
   readonly weights: WeightFile;
   /** Per layer, whether it attends within the sliding window (reads `sliding_attention_mask`). */
   readonly slidingLayers: readonly boolean[];
+  /**
+   * A segment whose input is `tokens`: where the embedding's rows lie in the weight file. The runner reads the
+   * rows of the step's tokens from there (EmbeddingTable) and feeds them as `hidden`.
+   */
+  readonly embedding?: PlacedRows;
 }
 
 /** One block of a decoder layer: attention (norm, q/k/v, attention, o_proj) or the MLP (norm, gate/up, down_proj). */
@@ -26,7 +31,8 @@ export interface GraphBlock {
  * only its layers (see the parallel rank runner):
  *
  * ```text
- * input   tokens               input_ids through the embedding
+ * input   tokens               `hidden` [numTokens, hiddenSize]: the tokens' embedding rows, which the runner
+ *                              reads from the weight file (ModelGraph.embedding, EmbeddingTable)
  *         hidden               `hidden` [numTokens, hiddenSize]: the previous pipeline stage's residual stream
  *         residual-and-partial `residual` + `partial`: the previous segment's residual and its all-reduced output
  * blocks  run in order, each added to the residual stream, except the last one of a `partial` segment
@@ -80,7 +86,8 @@ export function fullModelSegment(config: ModelConfig, pooled = false): GraphSegm
  * The single-rank graph's inputs, for a batch of `numRequests` requests with `numTokens` new tokens in all:
  *
  * ```text
- * input_ids        int32 [numTokens]                 every request's new tokens, request after request
+ * hidden           float [numTokens, hiddenSize]     every request's new tokens' embedding rows, request after
+ *                                                    request (the runner looks them up: ModelGraph.embedding)
  * rope_cos/sin     float [numTokens, 1, headDim]     see writeRopeCosSin
  * logits_index     int32 [numLogits]                  flat rows whose logits come back
  * ```
@@ -126,8 +133,7 @@ export function buildSegmentGraph(
   const attentionLayers = segment.blocks.filter((block) => block.kind === 'attention').map((block) => block.layer);
   const anySliding = attentionLayers.some((layer) => slidingLayers[layer]);
 
-  if (segment.input === 'tokens') graph.input('input_ids', DataType.INT32, ['num_tokens']);
-  else if (segment.input === 'hidden') graph.input('hidden', DataType.FLOAT, ['num_tokens', hiddenSize]);
+  if (segment.input !== 'residual-and-partial') graph.input('hidden', DataType.FLOAT, ['num_tokens', hiddenSize]);
   else {
     graph.input('residual', DataType.FLOAT, ['num_tokens', hiddenSize]);
     graph.input('partial', DataType.FLOAT, ['num_tokens', hiddenSize]);
@@ -225,12 +231,8 @@ export function buildSegmentGraph(
     return linear(product, `${prefix}.mlp.down_proj.weight`, name('down'));
   };
 
-  let hidden =
-    segment.input === 'tokens'
-      ? embeddingNode(graph, 'model.embed_tokens.weight', 'input_ids', 'embeddings', { layout: 'separate' })
-      : segment.input === 'hidden'
-        ? 'hidden'
-        : graph.node('Add', ['residual', 'partial'], 'segment_input');
+  const embedding = segment.input === 'tokens' ? graph.placeRows('model.embed_tokens.weight') : undefined;
+  let hidden = segment.input === 'residual-and-partial' ? graph.node('Add', ['residual', 'partial'], 'segment_input') : 'hidden';
   segment.blocks.forEach((block, index) => {
     const output = block.kind === 'attention' ? attentionBlock(hidden, block.layer) : mlpBlock(hidden, block.layer);
     if (segment.output === 'partial' && index === segment.blocks.length - 1) {
@@ -255,7 +257,7 @@ export function buildSegmentGraph(
     }
   }
 
-  return { ...graph.finish(), slidingLayers };
+  return { ...graph.finish(), slidingLayers, ...(embedding === undefined ? {} : { embedding }) };
 }
 
 /**

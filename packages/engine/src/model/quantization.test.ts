@@ -3,6 +3,7 @@ import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { startSession } from '../execution-provider';
 import { encodeGgmlRows, quantizedToGgml } from '../test/ggml-encoders';
+import { EmbeddingTable } from './embedding-table';
 import { ggmlBlocksToQuantized, ggmlKQuantValues } from './ggml-blocks';
 import { DataType, embeddingNode, GraphBuilder, linearNode } from './graph-builder';
 import { float16ToFloat32, float32ToFloat16Bits } from './half';
@@ -14,6 +15,7 @@ import {
   quantizedRows,
   quantizeRows,
 } from './quantization';
+import { ModelFiles } from './weight-file';
 import { floatWeight, quantizeWeight, quantizedWeight, weightColumns, type WeightTensor } from './weight-tensor';
 
 /** ggml's own quantizers and dequantizers on 512 values (see the file's `script`): the oracle for the formats. */
@@ -120,17 +122,25 @@ describe("ONNX Runtime's MatMulNBits and GatherBlockQuantized on the engine's bl
     graph.input('x', DataType.FLOAT, ['m', inputs]);
     graph.input('ids', DataType.INT32, ['n']);
     graph.output(linearNode(graph, 'x', 'w', 'y', { bias: 'bias', accuracyLevel }), DataType.FLOAT, ['m', outputs]);
-    graph.output(embeddingNode(graph, 'w', 'ids', 'rows', { layout: 'separate' }), DataType.FLOAT, ['n', inputs]);
-    graph.output(embeddingNode(graph, 'w', 'ids', 'rows.shared', { layout: 'shared' }), DataType.FLOAT, ['n', inputs]);
-    return { session: await startSession(graph.finish(), 'cpu', { intraOpNumThreads: 1 }), dequantized: dequantizeRows(blocks) };
+    // The device graph's embedding (over the head's initializers) and the CPU runners' (rows read from the file).
+    graph.output(embeddingNode(graph, 'w', 'ids', 'rows'), DataType.FLOAT, ['n', inputs]);
+    const rows = graph.placeRows('w');
+    const built = graph.finish();
+    const files = await ModelFiles.create(built.weights);
+    try {
+      const session = await startSession(built, 'cpu', { intraOpNumThreads: 1, files });
+      return { session, table: EmbeddingTable.open(files.weightsPath, rows), dequantized: dequantizeRows(blocks) };
+    } finally {
+      await files.remove();
+    }
   }
 
-  it.each(['q8_0', 'q4_0'] as const)('computes x · Wᵀ + b on %s blocks as float32 math on their values (accuracy_level 1)', async (format) => {
+  it.each(['q8_0', 'q4_0'] as const)('computes x · Wᵀ + b on %s blocks as float32 math on their values (accuracy_level 1), and embeds their rows', async (format) => {
     const [outputs, inputs, tokens] = [5, 96, 3];
     const next = random(11);
     const weight = Float32Array.from({ length: outputs * inputs }, next);
     const x = Float32Array.from({ length: tokens * inputs }, next);
-    const { session, dequantized } = await quantizedSession(format, weight, outputs, inputs, 1);
+    const { session, table, dequantized } = await quantizedSession(format, weight, outputs, inputs, 1);
     try {
       const results = await session.run({ x: new ort.Tensor('float32', x, [tokens, inputs]), ids: new ort.Tensor('int32', Int32Array.from([4, 0, 4]), [3]) });
       const y = results.y!.data as Float32Array;
@@ -141,11 +151,12 @@ describe("ONNX Runtime's MatMulNBits and GatherBlockQuantized on the engine's bl
           expect(Math.abs(y[token * outputs + output]! - expected)).toBeLessThan(1e-5);
         }
       }
-      for (const embedded of [results.rows!.data as Float32Array, results['rows.shared']!.data as Float32Array]) {
+      for (const embedded of [results.rows!.data as Float32Array, table.lookup([4, 0, 4])]) {
         expect(embedded.subarray(0, inputs)).toEqual(dequantized.subarray(4 * inputs, 5 * inputs));
         expect(embedded.subarray(inputs, 2 * inputs)).toEqual(dequantized.subarray(0, inputs));
       }
     } finally {
+      table.close();
       await session.release();
     }
   });
@@ -165,6 +176,8 @@ describe("ONNX Runtime's MatMulNBits and GatherBlockQuantized on the engine's bl
       expect(Math.max(...differences)).toBeGreaterThan(0);
       expect(Math.max(...differences)).toBeLessThan(0.02);
     } finally {
+      exact.table.close();
+      approximate.table.close();
       await exact.session.release();
       await approximate.session.release();
     }

@@ -117,9 +117,14 @@ export class ModelFiles {
     return new ModelFiles(await mkdtemp(join(tmpdir(), 'pagoda-model-')), weights);
   }
 
+  /** The weight file's path (written by {@link writeModel}). */
+  get weightsPath(): string {
+    return join(this.directory, WeightFile.fileName);
+  }
+
   /** Writes the weight file's pending entries and `model` beside it; returns the model's path. */
   async writeModel(model: Uint8Array): Promise<string> {
-    await this.weights.write(join(this.directory, WeightFile.fileName));
+    await this.weights.write(this.weightsPath);
     const path = join(this.directory, `model-${this.models}.onnx`);
     this.models += 1;
     await writeFile(path, model);

@@ -273,7 +273,7 @@ export function buildPagedGraph(config: ModelConfig, weights: ModelWeights, opti
 
   countWeight('model.embed_tokens.weight');
   // On a GPU a tied head and the embedding read one copy of the weights on the device.
-  let residual = embeddingNode(graph, 'model.embed_tokens.weight', 'input_ids', 'embeddings', { elementType: dtype, layout: 'shared' });
+  let residual = embeddingNode(graph, 'model.embed_tokens.weight', 'input_ids', 'embeddings', { elementType: dtype });
   let normed = norm(residual, 'model.layers.0.input_layernorm.weight', 'layers.0.input_norm');
   for (let layer = 0; layer < config.numLayers; layer += 1) {
     const attentionOut = attentionBlock(normed, layer);

@@ -7,6 +7,7 @@ import { KvPools } from '../cpu/kv-pools';
 import { startSession } from '../execution-provider';
 import { loadModelConfig } from '../model/model-config';
 import type { ModelConfig } from '../model/model-config';
+import { EmbeddingTable } from '../model/embedding-table';
 import { buildSegmentGraph } from '../model/model-graph';
 import type { GraphSegment } from '../model/model-graph';
 import type { ModelRunnerOutput, ModelRunnerRequest } from '../model-step';
@@ -105,6 +106,8 @@ export class RankModelRunner {
     private readonly plan: PartitionPlan,
     private readonly partition: RankPartition,
     private readonly segments: readonly Segment[],
+    /** The embedding's rows, on the ranks of the stage that embeds tokens. */
+    private readonly embeddings: EmbeddingTable | undefined,
     private readonly world: Communicator,
     private readonly data: RankWorkerData,
     hasSlidingLayers: boolean,
@@ -144,6 +147,7 @@ export class RankModelRunner {
     const shards = rankWeights(config, weights, partition);
     const segments: Segment[] = [];
     let hasSlidingLayers = false;
+    let embeddings: EmbeddingTable | undefined;
     const files = await ModelFiles.create();
     try {
       for (const spec of rankSegments(config, plan, partition, data.pooled)) {
@@ -160,14 +164,17 @@ export class RankModelRunner {
           files,
         });
         segments.push({ spec, session, attentionLayers });
+        // The stage that embeds tokens reads the rows of each step's tokens from the weight file (EmbeddingTable).
+        if (graph.embedding !== undefined) embeddings = EmbeddingTable.open(files.weightsPath, graph.embedding);
       }
     } catch (error) {
+      embeddings?.close();
       await Promise.all(segments.map((segment) => segment.session.release()));
       throw error;
     } finally {
       await files.remove();
     }
-    return new RankModelRunner(config, plan, partition, segments, communicator, data, hasSlidingLayers);
+    return new RankModelRunner(config, plan, partition, segments, embeddings, communicator, data, hasSlidingLayers);
   }
 
   /** Runs this rank's part of one step; resolves with the logits on the output rank, `undefined` elsewhere. */
@@ -185,7 +192,9 @@ export class RankModelRunner {
     let residual: Float32Array | undefined;
     let partial: Float32Array | undefined;
     let logits: Float32Array | undefined;
-    if (!partition.embedsTokens) {
+    if (this.embeddings !== undefined) {
+      hidden = this.embeddings.lookup(batch.inputIds);
+    } else {
       hidden = new Float32Array(numTokens * config.hiddenSize);
       await this.inChunks(hidden, (chunk) => this.world.recv(chunk, partition.rank - plan.tensorParallelSize));
     }
@@ -242,6 +251,7 @@ export class RankModelRunner {
   }
 
   async close(): Promise<void> {
+    this.embeddings?.close();
     await Promise.all(this.segments.map((segment) => segment.session.release()));
   }
 
