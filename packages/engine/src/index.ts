@@ -14,6 +14,8 @@ export { loadModelConfig, parseModelConfig } from './model/model-config';
 export type { LayerType, ModelConfig, ModelFamily } from './model/model-config';
 export { buildModelGraph, buildSegmentGraph, fullModelSegment } from './model/model-graph';
 export type { GraphBlock, GraphSegment, ModelGraph, ModelGraphOptions } from './model/model-graph';
+export { EmbeddingTable } from './model/embedding-table';
+export type { PlacedRows } from './model/graph-builder';
 export { ModelRunner } from './cpu/model-runner';
 export {
   buildPagedGraph,

@@ -57,7 +57,7 @@ export class ModelRunner {
   private readonly embeddings: EmbeddingTable;
   private readonly pools: KvPools;
   private readonly layout: BatchLayoutContext;
-  /** Bytes of the weights as the session was given them (float32, or quantized codes and scales). */
+  /** Bytes of the weight file: the session's weights and the embedding's rows (float32, or quantized codes and scales). */
   readonly weightBytes: number;
 
   private constructor(
@@ -118,22 +118,23 @@ export class ModelRunner {
     // in JavaScript (see WeightFile and EmbeddingTable).
     const files = await ModelFiles.create(graph.weights);
     let session: ort.InferenceSession | undefined;
-    let embeddings: EmbeddingTable;
+    let embeddings: EmbeddingTable | undefined;
     try {
       session = await startSession(graph, executionProvider, { intraOpNumThreads: options.intraOpNumThreads, files });
       embeddings = EmbeddingTable.open(files.weightsPath, graph.embedding!);
+      return new ModelRunner(config, session, embeddings, {
+        ...options,
+        executionProvider,
+        hasSlidingLayers: graph.slidingLayers.some(Boolean),
+        weightBytes: graph.weights.byteLength,
+      });
     } catch (error) {
+      embeddings?.close();
       await session?.release();
       throw error;
     } finally {
       await files.remove();
     }
-    return new ModelRunner(config, session, embeddings, {
-      ...options,
-      executionProvider,
-      hasSlidingLayers: graph.slidingLayers.some(Boolean),
-      weightBytes: graph.weights.byteLength,
-    });
   }
 
   /**

@@ -23,8 +23,9 @@ interface PlacedEntry extends WeightFileEntry {
  *   buffer after the session started left the outputs unchanged), so the JavaScript weights and ONNX Runtime's copy
  *   would both be resident while a session starts, and the JavaScript ones until they were dropped.
  * - From a file, ONNX Runtime maps each initializer (on the CPU): MatMulNBits and Gemm copy theirs into prepacked
- *   buffers and release the mapping; others (norms, the embedding's Gather) read the mapped pages, of which only the
- *   touched ones are resident.
+ *   buffers and release the mapping; others (norms; MatMulNBits' scales, kept beside its prepacked copy) read the
+ *   mapped pages, of which only the touched ones are resident. The CPU runners read the embedding's rows themselves
+ *   (EmbeddingTable), through a descriptor they keep open.
  *
  * Entries are placed while a graph is built (offsets known at once, so the model can name them) and produced one
  * at a time when the file is written: a weight is read, converted or quantized, written and dropped, and the peak
@@ -99,8 +100,9 @@ export class WeightFile {
 
 /**
  * A temporary folder holding a weight file and the models that read it, removed once their sessions have started
- * (ONNX Runtime keeps what it mapped; POSIX systems keep mapped pages of a removed file). Set `TMPDIR` to put it
- * elsewhere: on a tmpfs the file itself occupies memory until it is removed.
+ * (ONNX Runtime keeps what it mapped, a CPU runner its open descriptor: POSIX systems keep a removed file's data
+ * while it is mapped or open). Set `TMPDIR` to put it elsewhere: on a tmpfs the file itself occupies memory until
+ * its runner is released.
  */
 export class ModelFiles {
   readonly weights: WeightFile;

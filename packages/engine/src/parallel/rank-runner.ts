@@ -48,9 +48,12 @@ export function outputRankOf(config: { tensorParallelSize: number; pipelineParal
  *
  * ```text
  * tp 2, layers 0-1, first and last stage:
- *   [embed, attention 0]→partial  allReduce  [+, mlp 0]→partial  allReduce  [+, attention 1]→partial  allReduce
+ *   [attention 0]→partial  allReduce  [+, mlp 0]→partial  allReduce  [+, attention 1]→partial  allReduce
  *   [+, mlp 1]→partial  allReduce  [+, final norm, lm_head slice]→logits slice  allGather
- * tp 1: one segment per stage, [embed | hidden, every layer of the stage]→hidden | logits
+ * tp 1: one segment per stage, [every layer of the stage]→hidden | logits
+ *
+ * The first segment of the first stage takes the step's embedding rows, which every rank of that stage reads from
+ * its weight file (EmbeddingTable); a later stage's takes the previous stage's residual stream.
  * ```
  *
  * A stage that is not the last ends with the residual stream, which it sends to the next stage's rank of the same
@@ -167,6 +170,7 @@ export class RankModelRunner {
         // The stage that embeds tokens reads the rows of each step's tokens from the weight file (EmbeddingTable).
         if (graph.embedding !== undefined) embeddings = EmbeddingTable.open(files.weightsPath, graph.embedding);
       }
+      return new RankModelRunner(config, plan, partition, segments, embeddings, communicator, data, hasSlidingLayers);
     } catch (error) {
       embeddings?.close();
       await Promise.all(segments.map((segment) => segment.session.release()));
@@ -174,7 +178,6 @@ export class RankModelRunner {
     } finally {
       await files.remove();
     }
-    return new RankModelRunner(config, plan, partition, segments, embeddings, communicator, data, hasSlidingLayers);
   }
 
   /** Runs this rank's part of one step; resolves with the logits on the output rank, `undefined` elsewhere. */
