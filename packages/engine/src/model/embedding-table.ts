@@ -1,7 +1,7 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import { ModelInputError } from '../errors';
 import type { PlacedRows } from './graph-builder';
-import { blocksPerRow, bytesPerBlock, quantizationBlockSize, zeroCode } from './quantization';
+import { blocksPerRow, bytesPerBlock, dequantizeRows } from './quantization';
 
 /**
  * A model's token embedding, read row by row from the weight file with `pread` and dequantized here: the CPU
@@ -38,11 +38,6 @@ export class EmbeddingTable {
     return new EmbeddingTable(openSync(path, 'r'), rows);
   }
 
-  /** Columns of a row: the hidden size. */
-  get columns(): number {
-    return this.rows.columns;
-  }
-
   /** The rows of `tokenIds`, `[tokenIds.length, columns]` float32; an id outside the table is a ModelInputError. */
   lookup(tokenIds: ArrayLike<number>): Float32Array {
     const { rows } = this;
@@ -60,7 +55,8 @@ export class EmbeddingTable {
       }
       this.read(this.codes, rows.codes.offset + id * this.rowBytes);
       this.read(new Uint8Array(this.scales.buffer), rows.scales.offset + id * this.scales.byteLength);
-      this.dequantizeRow(output.subarray(index * columns, (index + 1) * columns));
+      const row = { format: rows.format, rows: 1, columns, codes: this.codes, scales: this.scales };
+      dequantizeRows(row, output.subarray(index * columns, (index + 1) * columns));
     }
     return output;
   }
@@ -70,25 +66,6 @@ export class EmbeddingTable {
     if (this.fd === undefined) return;
     closeSync(this.fd);
     this.fd = undefined;
-  }
-
-  /** `(code - zero) · scale` over the row in `codes` and `scales` (layout: QuantizedBlocks). */
-  private dequantizeRow(output: Float32Array): void {
-    const { codes, scales } = this;
-    const format = this.rows.format as 'q8_0' | 'q4_0';
-    const zero = zeroCode(format);
-    if (format === 'q8_0') {
-      for (let column = 0; column < output.length; column += 1) {
-        output[column] = (codes[column]! - zero) * scales[Math.floor(column / quantizationBlockSize)]!;
-      }
-      return;
-    }
-    for (let column = 0; column < output.length; column += 2) {
-      const byte = codes[column >> 1]!;
-      const scale = scales[Math.floor(column / quantizationBlockSize)]!;
-      output[column] = ((byte & 0x0f) - zero) * scale;
-      output[column + 1] = ((byte >> 4) - zero) * scale;
-    }
   }
 
   /** Fills `target` from `position` of the file. */

@@ -132,13 +132,12 @@ export function quantizeRows(values: Float32Array, rows: number, columns: number
   return { format, rows, columns, codes, scales };
 }
 
-/** The float32 values quantized blocks stand for: `(code - zero) · scale`. */
-export function dequantizeRows(blocks: QuantizedBlocks): Float32Array {
+/** The float32 values quantized blocks stand for: `(code - zero) · scale`, written into `values` when given. */
+export function dequantizeRows(blocks: QuantizedBlocks, values = new Float32Array(blocks.rows * blocks.columns)): Float32Array {
   const { format, rows, columns, codes, scales } = blocks;
   const perRow = blocksPerRow(columns);
   const blockBytes = bytesPerBlock(format);
   const zero = zeroCode(format);
-  const values = new Float32Array(rows * columns);
   for (let row = 0; row < rows; row += 1) {
     for (let column = 0; column < columns; column += 1) {
       const block = row * perRow + Math.floor(column / quantizationBlockSize);
