@@ -12,6 +12,7 @@ import { randomDataset } from '../serve/datasets';
 import { decodeTokensPerSecond } from './decode-rate';
 import { generateGreedy, loadLlamaCpp } from './llama-cpp-runner';
 import { compareAccuracy, printAccuracy } from './compare-accuracy';
+import { pagodaRunsFirst, summarizeRounds } from './rounds';
 
 export const compareUsage = `Usage: pagoda-bench compare-llama-cpp [options]
 
@@ -20,7 +21,9 @@ and the same token-id prompts, at several numbers of concurrent streams, side by
 accuracy of both against Pagoda's float32 run of the same weights. The model is exported to GGUF first (dummy
 weights: the engine's own, same seed) at the bits asked for: F32, or Q8_0 / Q4_0, which Pagoda runs as int8 / int4
 on the identical quantized values (its quantizer writes the very blocks ggml's reference quantizer does; Q4_0 keeps
-the embedding and head at Q8_0, as Pagoda's int4). Greedy, ignore_eos, one run each after a short warm-up. Decode
+the embedding and head at Q8_0, as Pagoda's int4). Greedy, ignore_eos, after a short warm-up; with --rounds N each
+stream count runs N times per engine, the two engines right after each other and in alternating order, and the
+ratio is the median of each round's own ratio (the machine is shared: a ratio from one round says little). Decode
 tokens/s counts the tokens made after every stream had its first token, over the time from then to the last token
 (prefill left out); both engines get the same number of threads.
 
@@ -32,6 +35,7 @@ checkpoint itself: mean KL divergence from Pagoda float32 and top-1 agreement wi
   --model DIR            a Llama checkpoint folder (default: the dummy SmolLM2-135M-shaped model)
   --load-format FORMAT   safetensors or dummy (default: dummy without --model)
   --streams LIST         concurrent streams (default 1,8,32)
+  --rounds N             runs per engine and stream count, paired and alternating (default 1)
   --input-len N          prompt tokens (default 32)
   --output-len N         tokens generated per stream (default 64)
   --threads N            threads for each engine: ONNX Runtime intra-op and llama.cpp (default: one per core)
@@ -102,6 +106,7 @@ export async function compareMain(argv: readonly string[]): Promise<void> {
     'skip-accuracy': { type: 'boolean', default: false },
     'kv-cache-memory': { type: 'string', default: '1GiB' },
     streams: { type: 'string', default: '1,8,32' },
+    rounds: { type: 'string', default: '1' },
     'input-len': { type: 'string', default: '32' },
     'output-len': { type: 'string', default: '64' },
     threads: { type: 'string' },
@@ -114,6 +119,7 @@ export async function compareMain(argv: readonly string[]): Promise<void> {
   const outputLength = integerOption('output-len', values['output-len'], 2)!;
   const threads = integerOption('threads', values.threads, 1) ?? cpus().length;
   const seed = integerOption('seed', values.seed, 0)!;
+  const rounds = integerOption('rounds', values.rounds, 1)!;
   const maxStreams = Math.max(...streams);
   const bits = bitsOptions[values.quantization as keyof typeof bitsOptions];
   if (bits === undefined) throw new UsageError(`--quantization must be f32, q8_0 or q4_0, got ${JSON.stringify(values.quantization)}`);
@@ -158,37 +164,70 @@ export async function compareMain(argv: readonly string[]): Promise<void> {
         pagoda: EngineRun;
         llama_cpp: EngineRun;
         decode_ratio: number;
+        decode_ratio_range: readonly [number, number];
         output_ratio: number;
         mean_common_greedy_prefix: number;
-        load_average: { before: number; between: number; after: number };
+        load_average: { before: number; after: number };
+        rounds: Array<{ pagoda_first: boolean; pagoda: EngineRun; llama_cpp: EngineRun; decode_ratio: number }>;
       }> = [];
       for (const count of streams) {
         // Different prompts per count would change little; a fresh slice from offset `count` keeps the prefix cache out.
         const batch = Array.from({ length: count }, (_, index) => prompts[(index + count) % prompts.length]!);
-        // The machine's 1-minute load average around each measurement: on a shared machine it says which rows to trust.
+        // The machine's 1-minute load average around each stream count: on a shared machine it says which rows to trust.
         const before = loadavg()[0]!;
-        console.log(`${count} stream(s): Pagoda...`);
-        const { run: pagoda, tokens: pagodaTokens } = await runPagoda(llm, batch, outputLength);
-        const between = loadavg()[0]!;
-        console.log(`${count} stream(s): llama.cpp...`);
-        const timings = await generateGreedy(model, batch, outputLength, { threads });
-        const llamaCpp = summarizeRun(count, timings.tokenTimes, timings.elapsedSeconds);
+        const pagodaRuns: EngineRun[] = [];
+        const llamaCppRuns: EngineRun[] = [];
+        let pagodaTokens: number[][] = [];
+        let llamaCppTokens: number[][] = [];
+        for (let round = 0; round < rounds; round += 1) {
+          const runPagodaRound = async (): Promise<void> => {
+            console.log(`${count} stream(s), round ${round + 1}/${rounds}: Pagoda...`);
+            const { run, tokens } = await runPagoda(llm, batch, outputLength);
+            pagodaRuns.push(run);
+            if (round === 0) pagodaTokens = tokens;
+          };
+          const runLlamaCppRound = async (): Promise<void> => {
+            console.log(`${count} stream(s), round ${round + 1}/${rounds}: llama.cpp...`);
+            const timings = await generateGreedy(model, batch, outputLength, { threads });
+            llamaCppRuns.push(summarizeRun(count, timings.tokenTimes, timings.elapsedSeconds));
+            if (round === 0) llamaCppTokens = timings.tokens;
+          };
+          if (pagodaRunsFirst(round)) {
+            await runPagodaRound();
+            await runLlamaCppRound();
+          } else {
+            await runLlamaCppRound();
+            await runPagodaRound();
+          }
+        }
+        const summary = summarizeRounds(pagodaRuns, llamaCppRuns);
         rows.push({
           streams: count,
-          pagoda,
-          llama_cpp: llamaCpp,
-          decode_ratio: pagoda.decode_tokens_per_s / llamaCpp.decode_tokens_per_s,
-          output_ratio: pagoda.output_tokens_per_s / llamaCpp.output_tokens_per_s,
-          mean_common_greedy_prefix: meanCommonPrefix(pagodaTokens, timings.tokens),
-          load_average: { before, between, after: loadavg()[0]! },
+          pagoda: summary.pagoda,
+          llama_cpp: summary.llamaCpp,
+          decode_ratio: summary.decodeRatio,
+          decode_ratio_range: summary.decodeRatioRange,
+          output_ratio: summary.pagoda.output_tokens_per_s / summary.llamaCpp.output_tokens_per_s,
+          mean_common_greedy_prefix: meanCommonPrefix(pagodaTokens, llamaCppTokens),
+          load_average: { before, after: loadavg()[0]! },
+          rounds: pagodaRuns.map((pagoda, round) => ({
+            pagoda_first: pagodaRunsFirst(round),
+            pagoda,
+            llama_cpp: llamaCppRuns[round]!,
+            decode_ratio: summary.decodeRatios[round]!,
+          })),
         });
       }
-      console.log(`\nDecode tokens/s, ${modelLabel}, ${inputLength} prompt + ${outputLength} output tokens per stream, ${threads} thread(s) each`);
-      console.log(`${'streams'.padStart(8)} ${'Pagoda'.padStart(10)} ${'llama.cpp'.padStart(10)} ${'ratio'.padStart(7)}   ${'TTFT ms (P / l)'.padStart(17)}   load average`);
+      const roundsLabel = rounds === 1 ? 'one run each' : `median of ${rounds} paired rounds; ratio: median of the rounds' ratios (range)`;
+      console.log(`\nDecode tokens/s, ${modelLabel}, ${inputLength} prompt + ${outputLength} output tokens per stream, ${threads} thread(s) each, ${roundsLabel}`);
+      const ratioWidth = rounds === 1 ? 7 : 18;
+      console.log(`${'streams'.padStart(8)} ${'Pagoda'.padStart(10)} ${'llama.cpp'.padStart(10)} ${'ratio'.padStart(ratioWidth)}   ${'TTFT ms (P / l)'.padStart(17)}   load average`);
       for (const row of rows) {
         const load = row.load_average;
+        const [low, high] = row.decode_ratio_range;
+        const ratio = row.decode_ratio.toFixed(2) + (rounds === 1 ? '' : ` (${low.toFixed(2)}-${high.toFixed(2)})`);
         console.log(
-          `${String(row.streams).padStart(8)} ${row.pagoda.decode_tokens_per_s.toFixed(1).padStart(10)} ${row.llama_cpp.decode_tokens_per_s.toFixed(1).padStart(10)} ${row.decode_ratio.toFixed(2).padStart(7)}   ${`${row.pagoda.mean_ttft_ms.toFixed(0)} / ${row.llama_cpp.mean_ttft_ms.toFixed(0)}`.padStart(17)}   ${load.before.toFixed(1)} / ${load.between.toFixed(1)} / ${load.after.toFixed(1)}`,
+          `${String(row.streams).padStart(8)} ${row.pagoda.decode_tokens_per_s.toFixed(1).padStart(10)} ${row.llama_cpp.decode_tokens_per_s.toFixed(1).padStart(10)} ${ratio.padStart(ratioWidth)}   ${`${row.pagoda.mean_ttft_ms.toFixed(0)} / ${row.llama_cpp.mean_ttft_ms.toFixed(0)}`.padStart(17)}   ${load.before.toFixed(1)} / ${load.after.toFixed(1)}`,
         );
       }
       const accuracy = values['skip-accuracy']
@@ -214,7 +253,8 @@ export async function compareMain(argv: readonly string[]): Promise<void> {
         threads,
         node_llama_cpp: '3.21.1',
         machine: machineInfo(),
-        note: 'one run per engine and stream count; ratio = Pagoda / llama.cpp; mean_common_greedy_prefix: leading greedy tokens both engines agree on (out of output_len), a check that they run the same weights',
+        rounds,
+        note: 'rounds: runs per engine and stream count, each pair one right after the other, alternating which engine goes first; pagoda / llama_cpp: the run with the median decode rate; decode_ratio: the median of the rounds\' Pagoda / llama.cpp; mean_common_greedy_prefix: leading greedy tokens both engines agree on (out of output_len, first round), a check that they run the same weights',
         rows,
         accuracy,
       };
