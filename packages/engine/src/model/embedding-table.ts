@@ -1,7 +1,7 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import { ModelInputError } from '../errors';
 import type { PlacedRows } from './graph-builder';
-import { blocksPerRow, bytesPerBlock, dequantizeRows } from './quantization';
+import { blocksPerRow, bytesPerBlock, dequantizeRows, type QuantizedBlocks } from './quantization';
 
 /**
  * A model's token embedding, read row by row from the weight file with `pread` and dequantized here: the CPU
@@ -19,9 +19,10 @@ import { blocksPerRow, bytesPerBlock, dequantizeRows } from './quantization';
  */
 export class EmbeddingTable {
   private readonly rowBytes: number;
-  /** One row's codes and scales (quantized tables). */
-  private readonly codes: Uint8Array;
-  private readonly scales: Float32Array;
+  /** One row's codes and scales, read into and dequantized from for every quantized row. */
+  private readonly row: QuantizedBlocks | undefined;
+  /** The bytes of {@link row}'s scales. */
+  private readonly scaleBytes: Uint8Array;
 
   private constructor(
     private fd: number | undefined,
@@ -29,8 +30,11 @@ export class EmbeddingTable {
   ) {
     const blocks = blocksPerRow(rows.columns);
     this.rowBytes = rows.format === 'float32' ? rows.columns * 4 : blocks * bytesPerBlock(rows.format);
-    this.codes = new Uint8Array(rows.format === 'float32' ? 0 : this.rowBytes);
-    this.scales = new Float32Array(rows.format === 'float32' ? 0 : blocks);
+    this.row =
+      rows.format === 'float32'
+        ? undefined
+        : { format: rows.format, rows: 1, columns: rows.columns, codes: new Uint8Array(this.rowBytes), scales: new Float32Array(blocks) };
+    this.scaleBytes = new Uint8Array(this.row?.scales.buffer ?? new ArrayBuffer(0));
   }
 
   /** Opens the weight file at `path`, which holds `rows` (placed by GraphBuilder.placeRows). */
@@ -53,9 +57,9 @@ export class EmbeddingTable {
         this.read(bytes.subarray(index * this.rowBytes, (index + 1) * this.rowBytes), rows.values.offset + id * this.rowBytes);
         continue;
       }
-      this.read(this.codes, rows.codes.offset + id * this.rowBytes);
-      this.read(new Uint8Array(this.scales.buffer), rows.scales.offset + id * this.scales.byteLength);
-      const row = { format: rows.format, rows: 1, columns, codes: this.codes, scales: this.scales };
+      const row = this.row!;
+      this.read(row.codes, rows.codes.offset + id * this.rowBytes);
+      this.read(this.scaleBytes, rows.scales.offset + id * this.scaleBytes.byteLength);
       dequantizeRows(row, output.subarray(index * columns, (index + 1) * columns));
     }
     return output;
