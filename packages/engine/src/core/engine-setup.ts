@@ -7,7 +7,7 @@ import { type GenerationConfig, loadGenerationConfig } from '../frontend/generat
 import { type ChatMessage, type ChatTemplateOptions, TextTokenizer } from '../frontend/text-tokenizer';
 import { loadModelConfig, type ModelConfig } from '../model/model-config';
 import { isGgufPath } from '../model/gguf';
-import { ggufConversions, storedWeightFormats } from '../model/model-loader';
+import { ggufLoadPlan, storedWeightFormats } from '../model/model-loader';
 import { plannedWeightBytes, plannedWeightFormats } from '../model/model-weights';
 import { type LoadModelOptions, ModelRunner } from '../cpu/model-runner';
 import { nvidiaSmiProbe } from '../paged/gpu-device';
@@ -101,12 +101,11 @@ export async function createEngineCore(
   let executor: ModelExecutor;
   let kvCache = options.kvCache;
   const startupLog: string[] = [];
-  if (isGgufPath(context.modelDir)) {
-    for (const conversion of await ggufConversions(context.modelDir, config)) {
-      startupLog.push(
-        `warning: ${conversion.tensor} is ${conversion.stored}, which MatMulNBits has no layout for: dequantized and re-quantized to ${conversion.loaded.toUpperCase()}`,
-      );
-    }
+  const gguf = await ggufLoadPlan(context.modelDir, config);
+  for (const conversion of gguf?.conversions ?? []) {
+    startupLog.push(
+      `warning: ${conversion.tensor} is ${conversion.stored}, which MatMulNBits has no layout for: dequantized and re-quantized to ${conversion.loaded.toUpperCase()}`,
+    );
   }
   if (options.device !== 'cpu' || options.modelRunner === 'paged-reference') {
     const setup = await createPagedRunner({
@@ -154,7 +153,7 @@ export async function createEngineCore(
       maxNumSeqs: options.maxNumSeqs,
     });
   }
-  const formats = plannedWeightFormats(config, options.quantization, await storedWeightFormats(context.modelDir, config));
+  const formats = plannedWeightFormats(config, options.quantization, gguf?.formats);
   const memoryAfter = processMemory();
   const startupMemory = {
     rssBeforeLoadingBytes: memoryBefore.rssBytes,

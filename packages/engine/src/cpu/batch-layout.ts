@@ -124,14 +124,14 @@ export function layoutBatch(requests: readonly ModelRunnerRequest[], context: Ba
   // Padding entries of query_index stay 0: they gather some real row, whose result is masked or discarded.
 
   const headDim = config.headDim;
-  const cos = new Float32Array(numTokens * headDim);
-  const sin = new Float32Array(numTokens * headDim);
+  const cos = new Float32Array((numTokens * headDim) / 2);
+  const sin = new Float32Array((numTokens * headDim) / 2);
   const frequencies = context.dynamicRope ? ropeFrequencies(config, longestSequence) : context.staticRope;
   writeRopeCosSin(frequencies, positions, cos, sin);
 
   const feeds: Record<string, ort.Tensor> = {
-    rope_cos: new ort.Tensor('float32', cos, [numTokens, 1, headDim]),
-    rope_sin: new ort.Tensor('float32', sin, [numTokens, 1, headDim]),
+    rope_cos: new ort.Tensor('float32', cos, [numTokens, 1, headDim / 2]),
+    rope_sin: new ort.Tensor('float32', sin, [numTokens, 1, headDim / 2]),
     query_index: new ort.Tensor('int32', queryIndex, [numRequests, maxQuery]),
     context_blocks: new ort.Tensor('int32', contextBlockRows, [numRequests, numKvHeads, contextBlocks]),
     token_index: new ort.Tensor('int32', tokenIndex, [numTokens]),

@@ -31,9 +31,12 @@ export function declareBlockAttentionInputs(graph: GraphBuilder, withSlidingMask
 
 /** One layer's attention as {@link blockAttention} builds it. */
 export interface BlockAttentionLayer {
-  /** `[numTokens, numHeads · headDim]`: the new tokens' queries after RoPE (and q-norm). */
+  /**
+   * The new tokens' queries after RoPE (and q-norm): one row of `numHeads · headDim` per token, in any shape whose
+   * first dimension is the tokens (`[numTokens, numHeads, 1, headDim]` from RotaryEmbedding).
+   */
   readonly queryRows: string;
-  /** `[numTokens, numKvHeads · headDim]`: the new tokens' keys after RoPE (and k-norm), and their values. */
+  /** The new tokens' keys after RoPE (and k-norm), and their values: one row of `numKvHeads · headDim` per token. */
   readonly newKeys: string;
   readonly newValues: string;
   readonly layer: number;
@@ -51,7 +54,8 @@ export interface BlockAttentionLayer {
  * `single_query`:
  *
  * - A decode step (one new token per request) is bound by reading the context. The query heads that share a KV head
- *   broadcast against it (`[numRequests, kvHeads, groupSize, 1, headDim]`), so no key or value is repeated for
+ *   broadcast against it (`[numRequests, kvHeads, groupSize, 1, headDim]`, reshaped straight from the flat rows:
+ *   a decode step's batch is one row per request, in request order), so no key or value is repeated for
  *   grouped-query attention and every product is a matrix-vector product, which ONNX Runtime's MLAS runs straight
  *   over the gathered keys and values without packing them (it does so only when no scale is folded into the
  *   product). The new keys never join the context: their scores are computed apart and joined to the context's.
@@ -63,7 +67,9 @@ export interface BlockAttentionLayer {
  *   ```
  *
  * - Any other step (prompt chunks) is bound by computing scores, where ONNX `Attention` (mask, softmax and the
- *   weighted sum in one kernel) does better: the new keys and values are joined to the gathered context for it.
+ *   weighted sum in one kernel) does better: the queries and the new keys and values are padded per request
+ *   (`query_index`), the new ones joined to the gathered context, and the output rows gathered back into the flat
+ *   batch (`token_index`). Only this branch pays for that padding.
  */
 export function blockAttention(
   graph: GraphBuilder,
@@ -79,29 +85,11 @@ export function blockAttention(
   const contextHeads = graph.int64Constant('attention_context_heads', [0, numKvHeads, -1, headDim]);
   const groupedQueries = graph.int64Constant('attention_grouped_queries', [0, numKvHeads, groupSize, -1, headDim]);
   const sharedKvHeads = graph.int64Constant('attention_shared_kv_heads', [0, numKvHeads, 1, -1, headDim]);
-  const ungrouped = graph.int64Constant('attention_ungrouped', [0, numHeads, -1, headDim]);
   const outputRows = graph.int64Constant('attention_output_rows', [-1, numHeads * headDim]);
   const groupAxis = graph.int64Constant('attention_group_axis', [2]);
   const mask = input.sliding ? 'sliding_attention_mask' : 'attention_mask';
 
-  // [numTokens, heads · headDim] -> [numRequests, heads, maxQuery, headDim]
-  const perRequest = (rows: string, heads: string, kind: string): string =>
-    graph.node(
-      'Transpose',
-      [
-        graph.node(
-          'Reshape',
-          [graph.node('Gather', [rows, 'query_index'], name(`${kind}_padded`), { axis: 0 }), heads],
-          name(`${kind}_padded_heads`),
-        ),
-      ],
-      name(`${kind}_by_head`),
-      { perm: [0, 2, 1, 3] },
-    );
-  const queries = perRequest(graph.node('Mul', [input.queryRows, scale], name('q_scaled')), queryHeads, 'q');
-  const newKeys = perRequest(input.newKeys, kvHeads, 'k_new');
-  const newValues = perRequest(input.newValues, kvHeads, 'v_new');
-
+  const scaledQueries = graph.node('Mul', [input.queryRows, scale], name('q_scaled'));
   const keyPool = graph.input(`key_pool.${input.layer}`, DataType.FLOAT, ['pool_rows', 'block_floats']);
   const valuePool = graph.input(`value_pool.${input.layer}`, DataType.FLOAT, ['pool_rows', 'block_floats']);
   // Each branch gathers the context itself. Gathered ahead of the If, which reads it from the enclosing graph, every
@@ -116,14 +104,15 @@ export function blockAttention(
   const decode = graph.subgraph(name('decode_attention'), (branch) => {
     const grouped = (tensor: string, heads: string, suffix: string): string =>
       branch.node('Reshape', [tensor, heads], name(suffix));
-    const groupedQuery = grouped(queries, groupedQueries, 'q_grouped');
+    // A decode step's flat batch is one row per request, in request order: the rows reshape straight into groups.
+    const groupedQuery = grouped(scaledQueries, groupedQueries, 'q_grouped');
     const transposedProduct = (keys: string, output: string): string =>
       branch.node('FusedMatMul', [groupedQuery, keys], output, { transB: 1 }, microsoftDomain);
     const scores = branch.node(
       'Concat',
       [
         transposedProduct(grouped(context(branch, keyPool, 'k'), sharedKvHeads, 'k_context_shared'), name('context_scores')),
-        transposedProduct(grouped(newKeys, sharedKvHeads, 'k_new_shared'), name('new_scores')),
+        transposedProduct(grouped(input.newKeys, sharedKvHeads, 'k_new_shared'), name('new_scores')),
       ],
       name('scores'),
       { axis: -1 },
@@ -145,33 +134,47 @@ export function blockAttention(
       'Add',
       [
         branch.node('MatMul', [contextWeights!, grouped(context(branch, valuePool, 'v'), sharedKvHeads, 'v_context_shared')], name('context_output')),
-        branch.node('MatMul', [newWeights!, grouped(newValues, sharedKvHeads, 'v_new_shared')], name('new_output')),
+        branch.node('MatMul', [newWeights!, grouped(input.newValues, sharedKvHeads, 'v_new_shared')], name('new_output')),
       ],
       name('grouped_attention'),
     );
-    return [{ name: branch.node('Reshape', [output, ungrouped], name('decode_output')), elemType: DataType.FLOAT }];
+    return [{ name: branch.node('Reshape', [output, outputRows], name('decode_output')), elemType: DataType.FLOAT }];
   });
   const prompt = graph.subgraph(name('prompt_attention'), (branch) => {
+    // [numTokens, heads · headDim] -> [numRequests, heads, maxQuery, headDim]
+    const perRequest = (rows: string, heads: string, kind: string): string =>
+      branch.node(
+        'Transpose',
+        [
+          branch.node(
+            'Reshape',
+            [branch.node('Gather', [rows, 'query_index'], name(`${kind}_padded`), { axis: 0 }), heads],
+            name(`${kind}_padded_heads`),
+          ),
+        ],
+        name(`${kind}_by_head`),
+        { perm: [0, 2, 1, 3] },
+      );
     const joined = (pool: string, fresh: string, kind: string): string =>
-      branch.node('Concat', [context(branch, pool, `${kind}_prompt`), fresh], name(`${kind}_all`), { axis: 2 });
+      branch.node('Concat', [context(branch, pool, `${kind}_prompt`), perRequest(fresh, kvHeads, `${kind}_new`)], name(`${kind}_all`), { axis: 2 });
     const output = branch.node(
       'Attention',
-      [queries, joined(keyPool, newKeys, 'k'), joined(valuePool, newValues, 'v'), mask],
+      [perRequest(scaledQueries, queryHeads, 'q'), joined(keyPool, input.newKeys, 'k'), joined(valuePool, input.newValues, 'v'), mask],
       name('prompt_output'),
       { scale: { float: 1 } },
     );
-    return [{ name: output, elemType: DataType.FLOAT }];
+    // [numRequests, heads, maxQuery, headDim] -> [numRequests, maxQuery, heads, headDim]: the padded rows in HF head
+    // order, then back to the flat batch.
+    const paddedRows = branch.node(
+      'Reshape',
+      [branch.node('Transpose', [output], name('attention_by_request'), { perm: [0, 2, 1, 3] }), outputRows],
+      name('attention_padded_rows'),
+    );
+    return [{ name: branch.node('Gather', [paddedRows, 'token_index'], name('prompt_rows'), { axis: 0 }), elemType: DataType.FLOAT }];
   });
-  const [attention] = graph.nodeOutputs('If', ['single_query'], [name('attention')], {
+  const [attention] = graph.nodeOutputs('If', ['single_query'], [name('attention_rows')], {
     then_branch: { graph: decode },
     else_branch: { graph: prompt },
   });
-  // [numRequests, heads, maxQuery, headDim] -> [numRequests, maxQuery, heads, headDim]: the padded rows in HF head
-  // order, then back to the flat batch.
-  const paddedRows = graph.node(
-    'Reshape',
-    [graph.node('Transpose', [attention!], name('attention_by_request'), { perm: [0, 2, 1, 3] }), outputRows],
-    name('attention_padded_rows'),
-  );
-  return graph.node('Gather', [paddedRows, 'token_index'], name('attention_rows'), { axis: 0 });
+  return attention!;
 }

@@ -88,14 +88,15 @@ export function fullModelSegment(config: ModelConfig, pooled = false): GraphSegm
  * ```text
  * hidden           float [numTokens, hiddenSize]     every request's new tokens' embedding rows, request after
  *                                                    request (the runner looks them up: ModelGraph.embedding)
- * rope_cos/sin     float [numTokens, 1, headDim]     see writeRopeCosSin
+ * rope_cos/sin     float [numTokens, 1, headDim / 2] see writeRopeCosSin
  * logits_index     int32 [numLogits]                  flat rows whose logits come back
  * ```
  *
  * and the attention inputs of {@link declareBlockAttentionInputs} (the block tables, the masks and the pools).
  *
- * Outputs: `logits` [numLogits, vocab], and per layer `key.L` / `value.L` [numTokens, kvHeads·headDim], the new
- * tokens' keys (after RoPE and k-norm) and values, which the runner writes into the pool slots.
+ * Outputs: `logits` [numLogits, vocab], and per layer `key.L` [numTokens, kvHeads, 1, headDim] and `value.L`
+ * [numTokens, kvHeads·headDim], the new tokens' keys (after RoPE and k-norm) and values, the same rows either way,
+ * which the runner writes into the pool slots.
  *
  * Attention runs per request ({@link blockAttention}): one request's queries only ever score its own keys, and cost
  * grows with the number of requests, not its square.
@@ -139,8 +140,8 @@ export function buildSegmentGraph(
     graph.input('partial', DataType.FLOAT, ['num_tokens', hiddenSize]);
   }
   if (attentionLayers.length > 0) {
-    graph.input('rope_cos', DataType.FLOAT, ['num_tokens', 1, headDim]);
-    graph.input('rope_sin', DataType.FLOAT, ['num_tokens', 1, headDim]);
+    graph.input('rope_cos', DataType.FLOAT, ['num_tokens', 1, headDim / 2]);
+    graph.input('rope_sin', DataType.FLOAT, ['num_tokens', 1, headDim / 2]);
     declareBlockAttentionInputs(graph, anySliding);
   }
   if (segment.output === 'logits' || segment.output === 'pooled') graph.input('logits_index', DataType.INT32, ['num_logits']);
@@ -148,10 +149,8 @@ export function buildSegmentGraph(
   const constants = attentionLayers.length === 0
     ? undefined
     : {
-        headsShape: graph.int64Constant('heads_shape', [0, numHeads, headDim]),
-        kvHeadsShape: graph.int64Constant('kv_heads_shape', [0, numKvHeads, headDim]),
-        queryRowsShape: graph.int64Constant('query_rows_shape', [0, numHeads * headDim]),
-        keyRowsShape: graph.int64Constant('key_rows_shape', [0, numKvHeads * headDim]),
+        headsShape: graph.int64Constant('heads_shape', [0, numHeads, 1, headDim]),
+        kvHeadsShape: graph.int64Constant('kv_heads_shape', [0, numKvHeads, 1, headDim]),
       };
 
   const rmsNorm = (input: string, weight: string, output: string): string =>
@@ -172,27 +171,18 @@ export function buildSegmentGraph(
     const sizes = weights.map((weight) => graph.weightTensor(`${weight}.weight`).shape[0]!);
     return graph.nodeOutputs('Split', [packed, graph.int64Constant(`split.${sizes.join('_')}`, sizes)], [...outputs], { axis: -1 });
   };
-  // transformers' rotate_half: x·cos + [-x2, x1]·sin; the runner negates sin's first half, so swapping the halves
-  // of x is all the graph does.
-  const rope = (input: string, output: string): string => {
-    const [first, second] = graph.nodeOutputs('Split', [input], [`${output}.first`, `${output}.second`], {
-      axis: -1,
-      num_outputs: 2,
-    });
-    const swapped = graph.node('Concat', [second!, first!], `${output}.swapped`, { axis: -1 });
-    const cosine = graph.node('Mul', [input, 'rope_cos'], `${output}.cos`);
-    const sine = graph.node('Mul', [swapped, 'rope_sin'], `${output}.sin`);
-    return graph.node('Add', [cosine, sine], output);
-  };
+  // transformers' rotate_half (x·cos + [-x2, x1]·sin) in one operator: each token is a batch of its own, its heads
+  // [heads, 1, headDim], with its own row of cos and sin (no position ids).
+  const rope = (input: string, output: string): string => graph.node('RotaryEmbedding', [input, 'rope_cos', 'rope_sin'], output);
 
   /** Returns o_proj's output; declares the layer's pools as inputs and its new keys and values as outputs. */
   const attentionBlock = (hidden: string, layer: number): string => {
-    const { headsShape, kvHeadsShape, queryRowsShape, keyRowsShape } = constants!;
+    const { headsShape, kvHeadsShape } = constants!;
     const prefix = `model.layers.${layer}`;
     const name = (suffix: string): string => `layers.${layer}.${suffix}`;
 
     const normed = rmsNorm(hidden, `${prefix}.input_layernorm.weight`, name('input_norm'));
-    const [query, key, value] = splitProjection(normed, `${prefix}.self_attn`, ['q_proj', 'k_proj', 'v_proj'], [name('q'), name('k'), name('v')], config.attentionBias) as [string, string, string];
+    const [query, key, value] = splitProjection(normed, `${prefix}.self_attn`, ['q_proj', 'k_proj', 'v_proj'], [name('q'), name('k'), `value.${layer}`], config.attentionBias) as [string, string, string];
 
     let queryHeads = graph.node('Reshape', [query, headsShape], name('q_heads'));
     let keyHeads = graph.node('Reshape', [key, kvHeadsShape], name('k_heads'));
@@ -201,16 +191,15 @@ export function buildSegmentGraph(
       queryHeads = rmsNorm(queryHeads, `${prefix}.self_attn.q_norm.weight`, name('q_normed'));
       keyHeads = rmsNorm(keyHeads, `${prefix}.self_attn.k_norm.weight`, name('k_normed'));
     }
-    const queryRows = graph.node('Reshape', [rope(queryHeads, name('q_rope')), queryRowsShape], name('q_rows'));
-    const newKey = graph.node('Reshape', [rope(keyHeads, name('k_rope')), keyRowsShape], `key.${layer}`);
-    const newValue = graph.node('Identity', [value], `value.${layer}`);
-    graph.output(newKey, DataType.FLOAT, ['num_tokens', numKvHeads * headDim]);
-    graph.output(newValue, DataType.FLOAT, ['num_tokens', numKvHeads * headDim]);
+    const queryRows = rope(queryHeads, name('q_rope'));
+    const newKey = rope(keyHeads, `key.${layer}`);
+    graph.output(newKey, DataType.FLOAT, ['num_tokens', numKvHeads, 1, headDim]);
+    graph.output(value, DataType.FLOAT, ['num_tokens', numKvHeads * headDim]);
 
     const attentionRows = blockAttention(
       graph,
       { numHeads, numKvHeads, headDim },
-      { queryRows, newKeys: newKey, newValues: newValue, layer, sliding: slidingLayers[layer]! },
+      { queryRows, newKeys: newKey, newValues: value, layer, sliding: slidingLayers[layer]! },
     );
     return linear(
       attentionRows,

@@ -35,9 +35,20 @@ export async function ggufConversions(modelPath: string, config: ModelConfig): P
   return ggufWeights(await readGgufHeader(modelPath), config).conversions;
 }
 
+/**
+ * How a GGUF model's tensors load, from one read of its header: their formats by Hugging Face name, and the tensors
+ * that load at another precision than stored (K-quants). Undefined for a checkpoint folder.
+ */
+export async function ggufLoadPlan(
+  modelPath: string,
+  config: ModelConfig,
+): Promise<{ readonly formats: Map<string, WeightFormat>; readonly conversions: readonly GgufConversion[] } | undefined> {
+  if (!isGgufPath(modelPath)) return undefined;
+  const { weights, conversions } = ggufWeights(await readGgufHeader(modelPath), config);
+  return { formats: new Map([...weights].map(([name, tensor]) => [name, tensor.format])), conversions };
+}
+
 /** The formats a GGUF model's tensors load in, by Hugging Face name; undefined for a checkpoint folder. */
 export async function storedWeightFormats(modelPath: string, config: ModelConfig): Promise<Map<string, WeightFormat> | undefined> {
-  if (!isGgufPath(modelPath)) return undefined;
-  const { weights } = ggufWeights(await readGgufHeader(modelPath), config);
-  return new Map([...weights].map(([name, tensor]) => [name, tensor.format]));
+  return (await ggufLoadPlan(modelPath, config))?.formats;
 }

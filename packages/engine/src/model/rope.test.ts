@@ -91,16 +91,14 @@ describe('ropeFrequencies', () => {
 });
 
 describe('writeRopeCosSin', () => {
-  it('repeats each angle over both halves and negates sin on the first half, scaled by the attention factor', () => {
+  it('writes one cos and one sin per frequency pair and token, scaled by the attention factor', () => {
     const frequencies = { inverseFrequencies: Float32Array.of(1, 0.5), attentionFactor: 2 };
-    const cos = new Float32Array(8);
-    const sin = new Float32Array(8);
+    const cos = new Float32Array(4);
+    const sin = new Float32Array(4);
     writeRopeCosSin(frequencies, [0, 3], cos, sin);
-    expect(Array.from(cos.subarray(0, 4))).toEqual([2, 2, 2, 2]);
-    expect(Array.from(sin.subarray(0, 4)).map(Math.abs)).toEqual([0, 0, 0, 0]);
-    const expectedCos = [2 * Math.cos(3), 2 * Math.cos(1.5), 2 * Math.cos(3), 2 * Math.cos(1.5)];
-    const expectedSin = [-2 * Math.sin(3), -2 * Math.sin(1.5), 2 * Math.sin(3), 2 * Math.sin(1.5)];
-    expectedCos.forEach((value, index) => expect(cos[4 + index]).toBeCloseTo(value, 6));
-    expectedSin.forEach((value, index) => expect(sin[4 + index]).toBeCloseTo(value, 6));
+    expect(Array.from(cos.subarray(0, 2))).toEqual([2, 2]);
+    expect(Array.from(sin.subarray(0, 2))).toEqual([0, 0]);
+    [2 * Math.cos(3), 2 * Math.cos(1.5)].forEach((value, index) => expect(cos[2 + index]).toBeCloseTo(value, 6));
+    [2 * Math.sin(3), 2 * Math.sin(1.5)].forEach((value, index) => expect(sin[2 + index]).toBeCloseTo(value, 6));
   });
 });

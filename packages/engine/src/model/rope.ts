@@ -129,9 +129,9 @@ export function ropeFrequencies(config: RopeConfig, sequenceLength = 0, file = '
 }
 
 /**
- * Writes cos and sin for each position in the layout the graph's rotary step expects: `[tokens, headDim]`, the
- * `headDim / 2` angles twice over (transformers' `cat(freqs, freqs)`), with sin negated on the first half so the
- * graph computes `x·cos + swapHalves(x)·sin` for transformers' `x·cos + rotate_half(x)·sin`.
+ * Writes cos and sin for each position in the layout the graph's rotary step (ONNX `RotaryEmbedding` with
+ * per-token caches) expects: `[tokens, headDim / 2]`, one value per frequency pair (transformers' `cat(freqs,
+ * freqs)` repeats them over the two halves; the operator applies each to both), scaled by the attention factor.
  */
 export function writeRopeCosSin(
   frequencies: RopeFrequencies,
@@ -140,20 +140,15 @@ export function writeRopeCosSin(
   sin: Float32Array,
 ): void {
   const half = frequencies.inverseFrequencies.length;
-  const dim = half * 2;
   const factor = frequencies.attentionFactor;
   for (let token = 0; token < positions.length; token += 1) {
     const position = positions[token]!;
-    const row = token * dim;
+    const row = token * half;
     for (let pair = 0; pair < half; pair += 1) {
       // transformers multiplies positions by frequencies in float32 before taking cos and sin.
       const angle = Math.fround(frequencies.inverseFrequencies[pair]! * position);
-      const cosine = Math.cos(angle) * factor;
-      const sine = Math.sin(angle) * factor;
-      cos[row + pair] = cosine;
-      cos[row + half + pair] = cosine;
-      sin[row + pair] = -sine;
-      sin[row + half + pair] = sine;
+      cos[row + pair] = Math.cos(angle) * factor;
+      sin[row + pair] = Math.sin(angle) * factor;
     }
   }
 }
