@@ -141,7 +141,7 @@ export function blockAttention(
     return [{ name: branch.node('Reshape', [output, outputRows], name('decode_output')), elemType: DataType.FLOAT }];
   });
   const prompt = graph.subgraph(name('prompt_attention'), (branch) => {
-    // [numTokens, heads · headDim] -> [numRequests, heads, maxQuery, headDim]
+    // Rows of heads · headDim per token (any shape led by the tokens) -> [numRequests, heads, maxQuery, headDim]
     const perRequest = (rows: string, heads: string, kind: string): string =>
       branch.node(
         'Transpose',
