@@ -56,8 +56,8 @@ export class KvPools {
   }
 
   /**
-   * Writes one layer's new keys and values (`[numTokens, numKvHeads · headDim]`, the graph's `key.L` and `value.L`)
-   * into the pools at each token's slot (`block · blockSize + offset`).
+   * Writes one layer's new keys and values (one row of `numKvHeads · headDim` per token: the graph's `key.L` and
+   * `value.L`) into the pools at each token's slot (`block · blockSize + offset`).
    */
   write(layer: number, newKeys: Float32Array, newValues: Float32Array, slotMapping: Int32Array): void {
     const { numBlocks, blockSize, numKvHeads, headDim } = this.shape;

@@ -17,6 +17,10 @@ import type { GraphBuilder } from './graph-builder';
  * single_query     bool  []                                 every request has one new token (a decode step)
  * key_pool.L / value_pool.L  float [kvHeads · numBlocks, blockSize · headDim]   the paged cache, read only
  * ```
+ *
+ * On a `single_query` step the flat batch must be one row per request, in request order (as the runners' batch
+ * layout makes it): the decode branch reads the rows as they are, and only the prompt branch reads `query_index`
+ * and `token_index`.
  */
 export function declareBlockAttentionInputs(graph: GraphBuilder, withSlidingMask: boolean): void {
   const maskShape = ['num_requests', 1, 'max_query', 'max_keys'];
