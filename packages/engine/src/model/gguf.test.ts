@@ -9,6 +9,7 @@ import { LLM } from '../core/llm';
 import { ModelRunner } from '../cpu/model-runner';
 import { GgufError } from '../errors';
 import { exportGguf } from '../test/gguf-export';
+import { ggufHeader, type GgufValue } from '../test/gguf-writer';
 import { encodeGgmlRows } from '../test/ggml-encoders';
 import { argmax, blockAllocator, logitsRow, maxDifference } from '../test-logits';
 import { ggmlKQuantValues } from './ggml-blocks';
@@ -142,6 +143,39 @@ describe('K-quant GGUF tensors', () => {
     } finally {
       await Promise.all([fromGguf.release(), reference.release()]);
     }
+  });
+});
+
+describe('GGUF metadata arrays', () => {
+  // A vocabulary's arrays: longer than the 4,096 elements the reader keeps, so it steps over them undecoded.
+  const longArrays = new Map<string, GgufValue>([
+    ['general.architecture', { type: 'string', value: 'llama' }],
+    ['tokenizer.ggml.tokens', { type: 'array', elementType: 'string', values: Array.from({ length: 5000 }, (_, i) => `tökén${i}`) }],
+    ['tokenizer.ggml.token_type', { type: 'array', elementType: 'int32', values: Array.from({ length: 5000 }, (_, i) => i % 7) }],
+    ['tokenizer.ggml.scores', { type: 'array', elementType: 'float64', values: Array.from({ length: 4097 }, (_, i) => i / 3) }],
+    ['general.short', { type: 'array', elementType: 'uint16', values: [1, 2, 3] }],
+    ['general.name', { type: 'string', value: 'after the vocabulary' }],
+  ]);
+
+  it('long arrays are stepped over and read as empty; the keys after them and short arrays read as written', async () => {
+    const file = join(directory, 'long-arrays.gguf');
+    await writeFile(file, ggufHeader(longArrays, []).header);
+    const { metadata } = await readGgufHeader(file);
+    expect(metadata.get('tokenizer.ggml.tokens')).toEqual([]);
+    expect(metadata.get('tokenizer.ggml.token_type')).toEqual([]);
+    expect(metadata.get('tokenizer.ggml.scores')).toEqual([]);
+    expect(metadata.get('general.short')).toEqual([1, 2, 3]);
+    expect(metadata.get('general.name')).toBe('after the vocabulary');
+  });
+
+  it('a file cut inside a long array: truncated, naming its key', async () => {
+    const { header } = ggufHeader(longArrays, []);
+    const inside = header.indexOf(Buffer.from('tökén4000'));
+    const file = join(directory, 'cut-long-array.gguf');
+    await writeFile(file, header.subarray(0, inside + 3));
+    const error = await readGgufHeader(file).catch((caught: unknown) => caught as GgufError);
+    expect(error).toBeInstanceOf(GgufError);
+    expect(error).toMatchObject({ code: 'gguf_file_truncated', key: 'tokenizer.ggml.tokens' });
   });
 });
 

@@ -7,3 +7,5 @@ export { ggufAlignment, ggufHeader, ggufTensorBytes, ggufValueType, writeGguf } 
 export type { GgufTensor, GgufValue } from './gguf-writer';
 export { isJsonPrefix, satisfiesSchema } from '../structured-output/test-json';
 export { cosineDistance } from './vectors';
+export { projectionSession } from './projection-session';
+export type { ProjectionSession, ProjectionSessionOptions } from './projection-session';
