@@ -5,6 +5,7 @@
 //   micro projection [intraOpThreads] [accuracyLevel]
 import { projectionSession } from '@pagoda/engine/test';
 import { cpus } from 'node:os';
+import { percentile } from '../statistics';
 
 const copies = 30;
 const shapes = [
@@ -15,11 +16,6 @@ const formats = ['float32', 'q8_0', 'q4_0'] as const;
 const bytesPerWeight: Record<(typeof formats)[number], number> = { float32: 4, q8_0: 34 / 32, q4_0: 18 / 32 };
 const rowCounts = [1, 8, 32];
 const iterations = 15;
-
-function quantile(values: number[], at: number): number {
-  const sorted = [...values].sort((left, right) => left - right);
-  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * at))]!;
-}
 
 export default async function projectionBenchmark(args: string[]): Promise<object> {
   const intraOpNumThreads = Number(args[0] ?? cpus().length);
@@ -34,8 +30,9 @@ export default async function projectionBenchmark(args: string[]): Promise<objec
           const samples: number[] = [];
           for (let index = 0; index < iterations; index += 1) samples.push(await session.run(m));
           // The 20th percentile: the least disturbed runs on a shared machine.
-          const microseconds = (quantile(samples, 0.2) / copies) * 1000;
-          const median = (quantile(samples, 0.5) / copies) * 1000;
+          samples.sort((left, right) => left - right);
+          const microseconds = (percentile(samples, 20) / copies) * 1000;
+          const median = (percentile(samples, 50) / copies) * 1000;
           const gflops = (2 * m * shape.rows * shape.columns) / (microseconds * 1e3);
           const weightGBps = (shape.rows * shape.columns * bytesPerWeight[format]) / (microseconds * 1e3);
           rows.push({ shape: shape.name, format, m, microseconds, medianMicroseconds: median, gflops, weightGBps });

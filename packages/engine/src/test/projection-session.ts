@@ -2,7 +2,6 @@ import * as ort from 'onnxruntime-node';
 import { startSession } from '../execution-provider';
 import { DataType, GraphBuilder, linearNode } from '../model/graph-builder';
 import type { QuantizedFormat } from '../model/quantization';
-import { ModelFiles } from '../model/weight-file';
 import { floatWeight, type ModelWeights, quantizeWeight, type WeightTensor } from '../model/weight-tensor';
 
 /** What {@link projectionSession} builds. */
@@ -41,14 +40,8 @@ export async function projectionSession(options: ProjectionSessionOptions): Prom
     const output = linearNode(graph, 'x', `w${copy}`, `y${copy}`, { accuracyLevel: options.accuracyLevel ?? 4 });
     graph.output(output, DataType.FLOAT, ['m', rows]);
   }
-  const built = graph.finish();
-  const files = await ModelFiles.create(built.weights);
-  let session: ort.InferenceSession;
-  try {
-    session = await startSession(built, 'cpu', { files, ...(options.intraOpNumThreads === undefined ? {} : { intraOpNumThreads: options.intraOpNumThreads }) });
-  } finally {
-    await files.remove();
-  }
+  // startSession writes the model and weight files and removes them once the session has started.
+  const session = await startSession(graph.finish(), 'cpu', options.intraOpNumThreads === undefined ? {} : { intraOpNumThreads: options.intraOpNumThreads });
   const inputs = new Map<number, ort.Tensor>();
   return {
     async run(m) {
